@@ -1,0 +1,309 @@
+//! The canonical chat request and the events a generation produces.
+//!
+//! Both API dialects translate into [`ChatRequest`] and render [`ChatEvent`]s; the worker turns a
+//! `ChatRequest` into an engine call and the engine's output into `ChatEvent`s. Keeping one
+//! representation means a feature (tool calls, images, thinking) is added once on the wire and
+//! once per dialect, never once per dialect pair.
+
+use serde::{Deserialize, Serialize};
+
+/// The model name that asks the router for any ready worker.
+pub const AUTO_MODEL: &str = "auto";
+
+/// A chat completion request, independent of the API dialect it arrived in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChatRequest {
+    /// The model id the caller asked for, or [`AUTO_MODEL`].
+    pub model: String,
+    /// The conversation, oldest first. System prompts are messages with [`Role::System`].
+    pub messages: Vec<Message>,
+    /// Functions the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Whether and which tool the model must call.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
+    /// Sampling and length limits.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Structured-output constraint on the answer.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
+    /// Thinking settings for models that reason before answering.
+    #[serde(default)]
+    pub reasoning: Reasoning,
+}
+
+impl ChatRequest {
+    /// True when any message carries an image, so only vision models may serve it.
+    pub fn has_images(&self) -> bool {
+        self.messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .any(|p| matches!(p, Part::Image(_)))
+    }
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// The result of a tool call, sent back to the model.
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+}
+
+impl Message {
+    /// A message made of one text part.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![Part::Text { text: text.into() }],
+        }
+    }
+
+    /// The concatenation of the message's text parts.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text { text } = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+/// A typed piece of a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    Text {
+        text: String,
+    },
+    Image(Image),
+    /// A call the assistant made (in an assistant message).
+    ToolCall {
+        id: String,
+        name: String,
+        /// JSON text of the arguments, exactly as the model produced it.
+        arguments: String,
+    },
+    /// The answer to a call (in a tool message).
+    ToolResult {
+        call_id: String,
+        content: String,
+        #[serde(default)]
+        is_error: bool,
+    },
+    /// Reasoning the assistant did before answering.
+    Thinking {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+}
+
+/// Image bytes, already fetched or decoded by the router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// MIME type such as `image/png`.
+    pub media_type: String,
+    /// The encoded image file, carried as base64 on the wire.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "mode", content = "name", rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// The model must not call tools.
+    None,
+    /// The model must call one of the tools.
+    Required,
+    /// The model must call this tool.
+    Function(String),
+}
+
+/// Sampling parameters and length limits. `None` means the engine's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Sampling {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub max_tokens: Option<u32>,
+    /// Strings that end the generation; the matched one is not part of the output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    pub frequency_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+}
+
+/// A constraint on the shape of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid for this schema.
+    JsonSchema {
+        name: String,
+        schema: serde_json::Value,
+    },
+}
+
+/// Thinking settings. Models without reasoning ignore them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Reasoning {
+    /// `Some(false)` turns thinking off where the chat template allows it.
+    pub enabled: Option<bool>,
+    /// `low`, `medium` or `high`, for models that take an effort level.
+    pub effort: Option<String>,
+    /// Upper bound on thinking tokens (Anthropic's `budget_tokens`).
+    pub budget_tokens: Option<u32>,
+}
+
+/// One thing that happened during a generation, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// First event of every generation: which model and worker serve it.
+    Start { model: String, worker: String },
+    /// A piece of the answer.
+    Text { text: String },
+    /// A piece of the model's reasoning.
+    Reasoning { text: String },
+    /// A piece of a tool call. The first piece for an `index` carries `id` and `name`; the
+    /// `arguments` of all pieces for that index concatenate to the JSON arguments.
+    ToolCall {
+        index: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        arguments: String,
+    },
+    /// Token counts, sent once before [`ChatEvent::Finish`].
+    Usage(Usage),
+    /// The generation ended normally.
+    Finish {
+        reason: FinishReason,
+        /// The stop string that ended it, when `reason` is [`FinishReason::StopSequence`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_sequence: Option<String>,
+    },
+    /// The generation failed; nothing follows.
+    Error(crate::error::RemoteError),
+}
+
+/// Token counts of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    Stop,
+    /// A caller-supplied stop string was produced.
+    StopSequence,
+    /// `max_tokens` or the context length was reached.
+    Length,
+    /// The model called tools and waits for their results.
+    ToolCalls,
+}
+
+/// Serde helper that carries bytes as standard base64 text.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_through_json() {
+        let request = ChatRequest {
+            model: "m".into(),
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        Part::Text { text: "what is this?".into() },
+                        Part::Image(Image {
+                            media_type: "image/png".into(),
+                            data: vec![0, 1, 2, 255],
+                        }),
+                    ],
+                },
+            ],
+            tool_choice: ToolChoice::Function("get_weather".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&request).expect("serialize");
+        let back: ChatRequest = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, request);
+        assert!(back.has_images());
+    }
+
+    #[test]
+    fn events_are_tagged_by_name() {
+        let event = ChatEvent::Text { text: "hi".into() };
+        let json = serde_json::to_value(&event).expect("serialize");
+        assert_eq!(json, serde_json::json!({"event": "text", "text": "hi"}));
+    }
+}

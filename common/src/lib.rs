@@ -1,0 +1,18 @@
+//! What every auxot node shares: the canonical chat request and event types that cross the wire,
+//! the framing of those messages on QUIC streams, the cluster secret and the identities derived
+//! from it, typed gossip state, and the transports (sealed gossip over UDP, mutual-TLS QUIC).
+//!
+//! Routers and workers depend on this crate and never on each other, so the wire protocol has one
+//! definition. Dialects (OpenAI, Anthropic) live in the router and translate to and from
+//! [`chat`]; they never translate into each other.
+#![forbid(unsafe_code)]
+
+pub mod chat;
+pub mod error;
+pub mod mesh;
+pub mod secret;
+pub mod tools;
+pub mod wire;
+
+/// The product version, gossiped by every node so mixed-version clusters can be spotted.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

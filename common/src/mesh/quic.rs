@@ -1,0 +1,180 @@
+//! The QUIC data plane: endpoints with the cluster's mutual TLS and a pool of connections, one
+//! per peer, each carrying many request streams.
+//!
+//! Keep-alives every second and a four-second idle timeout make a dead peer's connection close on
+//! its own within a few seconds, which is how a router notices a worker that vanished without a
+//! word (SIGKILL, power loss) before gossip does.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
+
+use super::tls::{NodeIdentity, TlsError};
+
+/// Streams a peer may have open at once; quinn's default of 100 would make `open_bi` wait
+/// silently under load.
+const MAX_CONCURRENT_STREAMS: u32 = 4096;
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long dialling a peer may take before the peer counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Transport settings shared by both sides of every connection.
+pub fn transport_config() -> TransportConfig {
+    let mut config = TransportConfig::default();
+    config.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS));
+    config.max_concurrent_uni_streams(VarInt::from_u32(0));
+    config.keep_alive_interval(Some(KEEP_ALIVE));
+    config.max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    config
+}
+
+/// Why a stream to a peer could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("binding the QUIC endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {node} at {addr}: {reason}")]
+    Connect {
+        node: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("connection to {node} lost: {source}")]
+    Connection {
+        node: String,
+        source: quinn::ConnectionError,
+    },
+}
+
+/// A QUIC endpoint speaking the cluster's protocol.
+#[derive(Clone)]
+pub struct QuicEndpoint {
+    endpoint: Endpoint,
+}
+
+impl QuicEndpoint {
+    /// Binds an endpoint that dials peers and, when `accept` is set, accepts their connections.
+    pub fn bind(identity: &NodeIdentity, addr: SocketAddr, accept: bool) -> Result<Self, QuicError> {
+        let server = if accept {
+            Some(identity.quic_server_config()?)
+        } else {
+            None
+        };
+        let socket = std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Bind {
+            addr,
+            source: std::io::Error::other("no async runtime"),
+        })?;
+        let mut endpoint = Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+            .map_err(|source| QuicError::Bind { addr, source })?;
+        endpoint.set_default_client_config(identity.quic_client_config()?);
+        Ok(QuicEndpoint { endpoint })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The underlying endpoint, for accepting connections.
+    pub fn inner(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Dials `node` at `addr`; the server must hold a certificate for that node id.
+    pub async fn connect(&self, node: &str, addr: SocketAddr) -> Result<Connection, QuicError> {
+        let err = |reason: String| QuicError::Connect {
+            node: node.to_string(),
+            addr,
+            reason,
+        };
+        let connecting = self.endpoint.connect(addr, node).map_err(|e| err(e.to_string()))?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(err(e.to_string())),
+            Err(_) => Err(err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Closes every connection, telling peers this node is shutting down.
+    pub fn close(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(crate::wire::CODE_SHUTDOWN), b"shutting down");
+    }
+}
+
+/// One live connection per peer, dialled on first use and redialled after it closes.
+pub struct ConnectionPool {
+    endpoint: QuicEndpoint,
+    /// Per-peer slot; the async mutex makes concurrent first requests share one dial.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
+}
+
+impl ConnectionPool {
+    pub fn new(endpoint: QuicEndpoint) -> Self {
+        ConnectionPool {
+            endpoint,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, node: &str) -> Arc<tokio::sync::Mutex<Option<Connection>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(node.to_string()).or_default().clone()
+    }
+
+    /// A live connection to `node`, dialling it if needed.
+    pub async fn connection(&self, node: &str, addr: SocketAddr) -> Result<Connection, QuicError> {
+        let slot = self.slot(node);
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.close_reason().is_none() && conn.remote_address() == addr {
+                return Ok(conn.clone());
+            }
+        }
+        let conn = self.endpoint.connect(node, addr).await?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Opens a request stream to `node`.
+    pub async fn open(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+    ) -> Result<(SendStream, RecvStream), QuicError> {
+        let conn = self.connection(node, addr).await?;
+        conn.open_bi().await.map_err(|source| QuicError::Connection {
+            node: node.to_string(),
+            source,
+        })
+    }
+
+    /// Forgets peers that are no longer in the cluster, closing their connections.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|node, slot| {
+            let keep = keep(node);
+            if !keep {
+                if let Ok(guard) = slot.try_lock() {
+                    if let Some(conn) = guard.as_ref() {
+                        conn.close(VarInt::from_u32(0), b"peer left the cluster");
+                    }
+                }
+            }
+            keep
+        });
+    }
+
+    pub fn endpoint(&self) -> &QuicEndpoint {
+        &self.endpoint
+    }
+}

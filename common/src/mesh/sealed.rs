@@ -1,0 +1,255 @@
+//! Gossip datagrams sealed with the cluster secret.
+//!
+//! chitchat gossips in plaintext and trusts whatever arrives, so a stranger on the network could
+//! join or rewrite any node's state. [`SealedUdpTransport`] encrypts and authenticates every
+//! datagram with ChaCha20-Poly1305 under a key derived from the cluster secret; a datagram that
+//! does not open is dropped before chitchat sees it.
+//!
+//! chitchat does not expose its message codec, only sockets that speak it. So the transport keeps
+//! one of chitchat's own UDP sockets on loopback as a codec: to send, it lets that socket encode
+//! the message to a capture socket, seals the bytes and sends them from the public socket; to
+//! receive, it opens the datagram and relays the plaintext to the codec socket from a loopback
+//! relay socket dedicated to the sender, so the relay's address says who the real sender was.
+//! Every step is cancel-safe: state changes only between awaits.
+//!
+//! A sealed datagram is `magic (4) | nonce (12) | ciphertext | tag (16)`. Nonces are random; a
+//! replayed datagram only repeats state chitchat already has (versions are monotonic).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpSocket as CodecSocket};
+use chitchat::ChitchatEnvelope;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+use crate::secret::ClusterSecret;
+
+const MAGIC: &[u8; 4] = b"AXG1";
+const TAG_LEN: usize = 16;
+const MAX_DATAGRAM: usize = 65_507;
+/// Relay sockets kept before the table is reset; one per gossip peer seen recently.
+const MAX_RELAYS: usize = 4096;
+
+/// Seals and opens gossip datagrams.
+#[derive(Clone)]
+pub struct Sealer {
+    key: std::sync::Arc<LessSafeKey>,
+    rng: SystemRandom,
+}
+
+impl Sealer {
+    pub fn new(secret: &ClusterSecret) -> Self {
+        let key_bytes = secret.derive("gossip chacha20poly1305 key");
+        // The key has exactly the length ChaCha20-Poly1305 wants, so this cannot fail.
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &key_bytes)
+            .unwrap_or_else(|_| unreachable!("32-byte key"));
+        Sealer {
+            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Encrypts `plain` into a datagram.
+    pub fn seal(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| anyhow::anyhow!("no randomness for a gossip nonce"))?;
+        let mut body = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(MAGIC), &mut body)
+            .map_err(|_| anyhow::anyhow!("sealing a gossip datagram failed"))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decrypts a datagram; `None` when it was not sealed with this cluster's key.
+    pub fn open(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+        let rest = datagram.strip_prefix(MAGIC)?;
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = sealed.to_vec();
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(MAGIC), &mut body)
+            .ok()?
+            .len();
+        body.truncate(plain_len);
+        Some(body)
+    }
+}
+
+/// A chitchat transport whose datagrams are sealed with the cluster secret.
+pub struct SealedUdpTransport {
+    sealer: Sealer,
+}
+
+impl SealedUdpTransport {
+    pub fn new(secret: &ClusterSecret) -> Self {
+        SealedUdpTransport {
+            sealer: Sealer::new(secret),
+        }
+    }
+}
+
+fn loopback_socket() -> anyhow::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a loopback gossip relay")?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket)?)
+}
+
+#[async_trait]
+impl Transport for SealedUdpTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let public = UdpSocket::bind(listen_addr)
+            .await
+            .with_context(|| format!("failed to bind {listen_addr}/UDP for gossip"))?;
+        let codec = CodecSocket::open((Ipv4Addr::LOCALHOST, 0).into()).await?;
+        let codec_addr = codec.local_addr()?;
+        let capture = loopback_socket()?;
+        let capture_addr = capture.local_addr()?;
+        Ok(Box::new(SealedSocket {
+            sealer: self.sealer.clone(),
+            public,
+            codec,
+            codec_addr,
+            capture,
+            capture_addr,
+            relays: HashMap::new(),
+            senders: HashMap::new(),
+            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+        }))
+    }
+}
+
+struct SealedSocket {
+    sealer: Sealer,
+    /// The socket other nodes talk to.
+    public: UdpSocket,
+    /// chitchat's own socket, used only to encode and decode messages.
+    codec: CodecSocket,
+    codec_addr: SocketAddr,
+    /// Receives what `codec` encodes for sending.
+    capture: UdpSocket,
+    capture_addr: SocketAddr,
+    /// Relay socket per remote sender.
+    relays: HashMap<SocketAddr, UdpSocket>,
+    /// Relay address to remote sender.
+    senders: HashMap<SocketAddr, SocketAddr>,
+    buf: Box<[u8]>,
+}
+
+impl SealedSocket {
+    /// Hands an opened datagram from `from` to the codec socket, without awaiting.
+    fn relay(&mut self, from: SocketAddr, plain: &[u8]) -> anyhow::Result<()> {
+        if !self.relays.contains_key(&from) {
+            if self.relays.len() >= MAX_RELAYS {
+                self.relays.clear();
+                self.senders.clear();
+            }
+            let relay = loopback_socket()?;
+            self.senders.insert(relay.local_addr()?, from);
+            self.relays.insert(from, relay);
+        }
+        if let Some(relay) = self.relays.get(&from) {
+            // A full loopback buffer drops the datagram; gossip tolerates loss.
+            if let Err(err) = relay.try_send_to(plain, self.codec_addr) {
+                debug!(%err, "gossip relay dropped a datagram");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Socket for SealedSocket {
+    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.public.local_addr()?)
+    }
+
+    async fn send(&mut self, to: SocketAddr, envelope: ChitchatEnvelope) -> anyhow::Result<SendOutcome> {
+        // Drop anything a cancelled earlier send left behind, so bytes and destination pair up.
+        while self.capture.try_recv_from(&mut self.buf).is_ok() {}
+        self.codec.send(self.capture_addr, envelope).await?;
+        let len = loop {
+            let (len, src) = self.capture.recv_from(&mut self.buf).await?;
+            if src == self.codec_addr {
+                break len;
+            }
+        };
+        let sealed = self.sealer.seal(&self.buf[..len])?;
+        let num_bytes_sent = self
+            .public
+            .send_to(&sealed, to)
+            .await
+            .context("failed to send gossip datagram")?;
+        Ok(SendOutcome { num_bytes_sent })
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
+        enum Next {
+            Sealed(std::io::Result<(usize, SocketAddr)>),
+            Decoded(anyhow::Result<RecvOutcome>),
+        }
+        loop {
+            let next = tokio::select! {
+                received = self.public.recv_from(&mut self.buf) => Next::Sealed(received),
+                decoded = self.codec.recv() => Next::Decoded(decoded),
+            };
+            match next {
+                Next::Decoded(decoded) => {
+                    let outcome = decoded?;
+                    // Anything not from one of our relays was written to the codec socket by
+                    // something else on this host: ignore it.
+                    if let Some(from) = self.senders.get(&outcome.from_addr) {
+                        return Ok(RecvOutcome {
+                            from_addr: *from,
+                            ..outcome
+                        });
+                    }
+                }
+                Next::Sealed(Ok((len, from))) => match self.sealer.open(&self.buf[..len]) {
+                    Some(plain) => self.relay(from, &plain)?,
+                    None => debug!(%from, len, "dropped a gossip datagram not sealed for this cluster"),
+                },
+                Next::Sealed(Err(err))
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Next::Sealed(Err(err)) => return Err(err).context("fatal gossip receive error"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_datagrams_open_only_with_the_same_secret() {
+        let a = Sealer::new(&ClusterSecret::from_bytes([1; 32]));
+        let b = Sealer::new(&ClusterSecret::from_bytes([2; 32]));
+        let sealed = a.seal(b"hello gossip").expect("seal");
+        assert_eq!(a.open(&sealed).as_deref(), Some(&b"hello gossip"[..]));
+        assert_eq!(b.open(&sealed), None);
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(a.open(&tampered), None);
+        assert_eq!(a.open(b"AXG1short"), None);
+        assert_eq!(a.open(b"plaintext chitchat"), None);
+    }
+}

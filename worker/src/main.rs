@@ -1,0 +1,2 @@
+use mistralrs as _;
+fn main() {}
