@@ -117,9 +117,9 @@ impl Gossip {
         self.chitchat.lock().await.live_nodes().count()
     }
 
-    /// Announces departure and stops gossiping.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.handle.shutdown().await
+    /// Stops gossiping; the others declare this node dead once its heartbeats stop.
+    pub fn shutdown(&self) {
+        let _ = self.handle.initiate_shutdown();
     }
 }
 

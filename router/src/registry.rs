@@ -1,0 +1,231 @@
+//! This router's live view of the workers, built from gossip.
+//!
+//! The view is an immutable snapshot behind an `Arc`, swapped whenever gossip changes, so the
+//! request path reads it without holding a lock. Per-worker counters of this router's own
+//! in-flight requests live outside the snapshot and survive swaps.
+//!
+//! A worker this router failed to reach is *suspect* and skipped until gossip shows a new
+//! incarnation of it, it leaves gossip, or a short while passes: the router notices a dead worker
+//! at once on its own traffic instead of waiting for the failure detector.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use auxot_common::mesh::node::{ModelInfo, Readiness, WorkerAdvert};
+use tokio::sync::Notify;
+
+/// How long a worker stays suspect after this router failed to reach it.
+const SUSPECT_FOR: Duration = Duration::from_secs(15);
+
+/// One worker as the router sees it.
+#[derive(Debug)]
+pub struct WorkerView {
+    pub advert: WorkerAdvert,
+    /// Requests this router has in flight on the worker.
+    pub local: Arc<AtomicU32>,
+}
+
+impl WorkerView {
+    /// Load used for routing: this router's in-flight requests plus what the worker last gossiped.
+    pub fn load(&self) -> u32 {
+        self.advert.load + self.local.load(Ordering::Relaxed)
+    }
+
+    /// Load relative to capacity.
+    pub fn utilisation(&self) -> f64 {
+        f64::from(self.load()) / f64::from(self.advert.capacity.max(1))
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.load() < self.advert.capacity.max(1)
+    }
+}
+
+/// Counts a request as in flight on a worker for as long as it lives.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<AtomicU32>, Arc<Notify>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        // Someone waiting for capacity may now have it.
+        self.1.notify_waiters();
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    workers: RwLock<Arc<Vec<Arc<WorkerView>>>>,
+    counters: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// node id -> (generation seen failing, until when).
+    suspects: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Woken when workers change or a request ends.
+    changed: Arc<Notify>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the view with the workers gossip knows now.
+    pub fn update(&self, adverts: Vec<WorkerAdvert>) {
+        // A restarted worker can briefly appear twice; the newest generation wins.
+        let mut newest: HashMap<String, WorkerAdvert> = HashMap::new();
+        for advert in adverts {
+            match newest.get(&advert.node_id) {
+                Some(existing) if existing.generation >= advert.generation => {}
+                _ => {
+                    newest.insert(advert.node_id.clone(), advert);
+                }
+            }
+        }
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters.retain(|id, counter| newest.contains_key(id) || counter.load(Ordering::Relaxed) > 0);
+        let mut workers: Vec<Arc<WorkerView>> = newest
+            .into_values()
+            .map(|advert| {
+                let local = counters.entry(advert.node_id.clone()).or_default().clone();
+                Arc::new(WorkerView { advert, local })
+            })
+            .collect();
+        drop(counters);
+        workers.sort_by(|a, b| a.advert.node_id.cmp(&b.advert.node_id));
+        {
+            let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+            suspects.retain(|id, (generation, _)| {
+                workers
+                    .iter()
+                    .any(|w| &w.advert.node_id == id && w.advert.generation == *generation)
+            });
+        }
+        *self.workers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(workers);
+        self.changed.notify_waiters();
+    }
+
+    /// Every worker in gossip, ready or not.
+    pub fn all(&self) -> Arc<Vec<Arc<WorkerView>>> {
+        self.workers.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Workers that take requests now: ready and not suspect.
+    pub fn routable(&self) -> Vec<Arc<WorkerView>> {
+        let now = Instant::now();
+        let suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        self.all()
+            .iter()
+            .filter(|w| w.advert.readiness == Readiness::Ready)
+            .filter(|w| match suspects.get(&w.advert.node_id) {
+                Some((generation, until)) => *generation != w.advert.generation || *until < now,
+                None => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Takes a worker out of routing after this router failed to reach it.
+    pub fn mark_failed(&self, worker: &WorkerAdvert) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        suspects.insert(worker.node_id.clone(), (worker.generation, Instant::now() + SUSPECT_FOR));
+        drop(suspects);
+        self.changed.notify_waiters();
+    }
+
+    /// Counts one more request in flight on `worker`.
+    pub fn enter(&self, worker: &WorkerView) -> InFlightGuard {
+        worker.local.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(worker.local.clone(), self.changed.clone())
+    }
+
+    /// Resolves when workers change or a request ends.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// The models of the routable workers, each id once, sorted by id.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        let mut by_id: HashMap<String, ModelInfo> = HashMap::new();
+        for worker in self.routable() {
+            for model in &worker.advert.models {
+                by_id
+                    .entry(model.id.clone())
+                    .and_modify(|m| {
+                        m.vision |= model.vision;
+                        m.reasoning |= model.reasoning;
+                        m.context_length = m.context_length.max(model.context_length);
+                    })
+                    .or_insert_with(|| model.clone());
+            }
+        }
+        let mut models: Vec<ModelInfo> = by_id.into_values().collect();
+        models.sort_by(|a, b| a.id.cmp(&b.id));
+        models
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auxot_common::mesh::node::DeviceInfo;
+
+    pub(crate) fn advert(id: &str, generation: u64, model: &str, readiness: Readiness) -> WorkerAdvert {
+        WorkerAdvert {
+            node_id: id.into(),
+            generation,
+            quic_addr: "127.0.0.1:1".parse().expect("addr"),
+            readiness,
+            models: vec![ModelInfo {
+                id: model.into(),
+                context_length: Some(2048),
+                vision: false,
+                reasoning: false,
+            }],
+            tools: Vec::new(),
+            device: DeviceInfo::cpu(),
+            capacity: 4,
+            load: 0,
+        }
+    }
+
+    #[test]
+    fn newest_generation_wins_and_only_ready_workers_route() {
+        let registry = Registry::new();
+        registry.update(vec![
+            advert("w1", 1, "m", Readiness::Ready),
+            advert("w1", 2, "m", Readiness::Ready),
+            advert("w2", 1, "m", Readiness::NotReady),
+            advert("w3", 1, "other", Readiness::Draining),
+        ]);
+        let routable = registry.routable();
+        assert_eq!(routable.len(), 1);
+        assert_eq!(routable[0].advert.generation, 2);
+        assert_eq!(registry.models().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_worker_is_skipped_until_it_restarts() {
+        let registry = Registry::new();
+        registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
+        let worker = registry.routable()[0].advert.clone();
+        registry.mark_failed(&worker);
+        assert!(registry.routable().is_empty());
+        registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
+        assert!(registry.routable().is_empty(), "same incarnation stays suspect");
+        registry.update(vec![advert("w1", 2, "m", Readiness::Ready)]);
+        assert_eq!(registry.routable().len(), 1, "a restarted worker routes again");
+    }
+
+    #[test]
+    fn in_flight_counts_survive_updates() {
+        let registry = Registry::new();
+        registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
+        let worker = registry.routable()[0].clone();
+        let guard = registry.enter(&worker);
+        registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
+        assert_eq!(registry.routable()[0].load(), 1);
+        drop(guard);
+        assert_eq!(registry.routable()[0].load(), 0);
+    }
+}

@@ -1,0 +1,314 @@
+//! Canonical request to mistral.rs request parts. Pure functions, so every mapping is testable
+//! without loading a model.
+
+use std::collections::HashMap;
+
+use auxot_common::chat::{ChatRequest, Message, Part, Role, Sampling, ToolChoice, ToolSpec};
+use auxot_common::error::RemoteError;
+use either::Either;
+use indexmap::IndexMap;
+use mistralrs::core::ReasoningEffort;
+use mistralrs::{Function, MessageContent, SamplingParams, StopTokens, Tool, ToolType};
+use serde_json::{json, Value};
+
+/// A chat in the shape mistral.rs's chat templates consume.
+pub type EngineMessages = Vec<IndexMap<String, MessageContent>>;
+
+/// Messages plus the decoded images they reference, in order.
+#[derive(Debug, Default)]
+pub struct EngineChat {
+    pub messages: EngineMessages,
+    pub images: Vec<image::DynamicImage>,
+}
+
+fn text(value: impl Into<String>) -> MessageContent {
+    Either::Left(value.into())
+}
+
+/// Tool-call arguments as the templates expect them: an object where the text is a JSON object
+/// (Hugging Face templates index into it), the raw text otherwise.
+fn arguments_value(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(value @ Value::Object(_)) => value,
+        _ => Value::String(arguments.to_string()),
+    }
+}
+
+fn push_message(out: &mut EngineChat, message: &Message) -> Result<(), RemoteError> {
+    match message.role {
+        Role::Tool => {
+            for part in &message.content {
+                match part {
+                    Part::ToolResult {
+                        call_id, content, ..
+                    } => {
+                        out.messages.push(IndexMap::from([
+                            ("role".to_string(), text("tool")),
+                            ("content".to_string(), text(content.clone())),
+                            ("tool_call_id".to_string(), text(call_id.clone())),
+                        ]));
+                    }
+                    Part::Text { text: body } => {
+                        out.messages.push(IndexMap::from([
+                            ("role".to_string(), text("tool")),
+                            ("content".to_string(), text(body.clone())),
+                        ]));
+                    }
+                    _ => {
+                        return Err(RemoteError::invalid(
+                            "tool messages may only carry tool results and text",
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        role => {
+            let mut entry = IndexMap::new();
+            entry.insert("role".to_string(), text(role.as_str()));
+            let mut body = String::new();
+            let mut images = Vec::new();
+            let mut calls = Vec::new();
+            for part in &message.content {
+                match part {
+                    Part::Text { text } => body.push_str(text),
+                    Part::Image(image) => {
+                        let decoded = image::load_from_memory(&image.data).map_err(|e| {
+                            RemoteError::invalid(format!(
+                                "image ({}) could not be decoded: {e}",
+                                image.media_type
+                            ))
+                        })?;
+                        images.push(decoded);
+                    }
+                    Part::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => calls.push(IndexMap::from([
+                        ("id".to_string(), Value::String(id.clone())),
+                        ("type".to_string(), Value::String("function".into())),
+                        (
+                            "function".to_string(),
+                            json!({"name": name, "arguments": arguments_value(arguments)}),
+                        ),
+                    ])),
+                    // Earlier reasoning is not replayed: chat templates drop it anyway, and it
+                    // would only spend context.
+                    Part::Thinking { .. } => {}
+                    Part::ToolResult { .. } => {
+                        return Err(RemoteError::invalid(format!(
+                            "a {} message cannot carry a tool result",
+                            role.as_str()
+                        )))
+                    }
+                }
+            }
+            if images.is_empty() {
+                entry.insert("content".to_string(), text(body));
+            } else {
+                let mut parts: Vec<IndexMap<String, Value>> = images
+                    .iter()
+                    .map(|_| IndexMap::from([("type".to_string(), json!("image"))]))
+                    .collect();
+                parts.push(IndexMap::from([
+                    ("type".to_string(), json!("text")),
+                    ("text".to_string(), Value::String(body)),
+                ]));
+                entry.insert("content".to_string(), Either::Right(parts));
+                out.images.extend(images);
+            }
+            if !calls.is_empty() {
+                entry.insert("tool_calls".to_string(), Either::Right(calls));
+            }
+            out.messages.push(entry);
+            Ok(())
+        }
+    }
+}
+
+/// The conversation in mistral.rs's message shape, with decoded images.
+pub fn chat(request: &ChatRequest) -> Result<EngineChat, RemoteError> {
+    let mut out = EngineChat::default();
+    for message in &request.messages {
+        push_message(&mut out, message)?;
+    }
+    Ok(out)
+}
+
+/// Sampling settings. Temperature 0 (or below) means greedy decoding.
+pub fn sampling(sampling: &Sampling) -> SamplingParams {
+    let greedy = sampling.temperature.is_some_and(|t| t <= 0.0);
+    SamplingParams {
+        temperature: if greedy { None } else { sampling.temperature },
+        top_k: if greedy {
+            Some(1)
+        } else {
+            sampling.top_k.map(|k| k as usize)
+        },
+        top_p: sampling.top_p,
+        max_len: sampling.max_tokens.map(|n| n as usize),
+        stop_toks: if sampling.stop.is_empty() {
+            None
+        } else {
+            Some(StopTokens::Seqs(sampling.stop.clone()))
+        },
+        frequency_penalty: sampling.frequency_penalty,
+        presence_penalty: sampling.presence_penalty,
+        ..SamplingParams::neutral()
+    }
+}
+
+/// The tool definitions.
+pub fn tools(specs: &[ToolSpec]) -> Option<Vec<Tool>> {
+    if specs.is_empty() {
+        return None;
+    }
+    Some(
+        specs
+            .iter()
+            .map(|spec| Tool {
+                tp: ToolType::Function,
+                function: Function {
+                    name: spec.name.clone(),
+                    description: (!spec.description.is_empty()).then(|| spec.description.clone()),
+                    parameters: match &spec.parameters {
+                        Value::Object(map) => Some(
+                            map.iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect::<HashMap<_, _>>(),
+                        ),
+                        _ => None,
+                    },
+                },
+            })
+            .collect(),
+    )
+}
+
+/// The engine's tool choice. Forced choices (`Required`, a named function) are enforced by the
+/// worker with a JSON-schema constraint, so the engine itself is only told whether tools are on.
+pub fn tool_choice(choice: &ToolChoice, has_tools: bool) -> Option<mistralrs::ToolChoice> {
+    if !has_tools {
+        return None;
+    }
+    Some(match choice {
+        ToolChoice::None => mistralrs::ToolChoice::None,
+        _ => mistralrs::ToolChoice::Auto,
+    })
+}
+
+/// `low`/`medium`/`high`, or a 400 naming the accepted values.
+pub fn reasoning_effort(effort: Option<&str>) -> Result<Option<ReasoningEffort>, RemoteError> {
+    match effort {
+        None => Ok(None),
+        Some("low" | "minimal") => Ok(Some(ReasoningEffort::Low)),
+        Some("medium") => Ok(Some(ReasoningEffort::Medium)),
+        Some("high") => Ok(Some(ReasoningEffort::High)),
+        Some(other) => Err(RemoteError::invalid(format!(
+            "reasoning_effort `{other}` is not one of low, medium, high"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn left(content: &MessageContent) -> &str {
+        match content {
+            Either::Left(s) => s,
+            Either::Right(_) => panic!("expected text content"),
+        }
+    }
+
+    #[test]
+    fn text_messages_keep_roles_and_order() {
+        let request = ChatRequest {
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "hi"),
+                Message::text(Role::Assistant, "hello"),
+            ],
+            ..Default::default()
+        };
+        let chat = chat(&request).expect("convert");
+        let roles: Vec<&str> = chat.messages.iter().map(|m| left(&m["role"])).collect();
+        assert_eq!(roles, ["system", "user", "assistant"]);
+        assert_eq!(left(&chat.messages[1]["content"]), "hi");
+    }
+
+    #[test]
+    fn tool_calls_and_results_use_the_template_keys() {
+        let request = ChatRequest {
+            messages: vec![
+                Message {
+                    role: Role::Assistant,
+                    content: vec![Part::ToolCall {
+                        id: "call_1".into(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Paris"}"#.into(),
+                    }],
+                },
+                Message {
+                    role: Role::Tool,
+                    content: vec![Part::ToolResult {
+                        call_id: "call_1".into(),
+                        content: "sunny".into(),
+                        is_error: false,
+                    }],
+                },
+            ],
+            ..Default::default()
+        };
+        let chat = chat(&request).expect("convert");
+        let Either::Right(calls) = &chat.messages[0]["tool_calls"] else {
+            panic!("tool_calls must be a list")
+        };
+        assert_eq!(calls[0]["function"]["arguments"]["city"], "Paris");
+        assert_eq!(left(&chat.messages[1]["tool_call_id"]), "call_1");
+        assert_eq!(left(&chat.messages[1]["role"]), "tool");
+    }
+
+    #[test]
+    fn undecodable_images_are_a_client_error() {
+        let request = ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::Image(auxot_common::chat::Image {
+                    media_type: "image/png".into(),
+                    data: b"not a png".to_vec(),
+                })],
+            }],
+            ..Default::default()
+        };
+        let err = chat(&request).expect_err("bad image");
+        assert_eq!(err.kind, auxot_common::error::ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn zero_temperature_is_greedy() {
+        let params = sampling(&Sampling {
+            temperature: Some(0.0),
+            max_tokens: Some(5),
+            stop: vec!["\n".into()],
+            ..Default::default()
+        });
+        assert_eq!(params.top_k, Some(1));
+        assert_eq!(params.temperature, None);
+        assert_eq!(params.max_len, Some(5));
+        assert!(matches!(params.stop_toks, Some(StopTokens::Seqs(ref s)) if s == &["\n"]));
+        let warm = sampling(&Sampling {
+            temperature: Some(0.7),
+            ..Default::default()
+        });
+        assert_eq!((warm.temperature, warm.top_k), (Some(0.7), None));
+    }
+
+    #[test]
+    fn effort_values() {
+        assert!(matches!(reasoning_effort(Some("high")), Ok(Some(ReasoningEffort::High))));
+        assert!(reasoning_effort(Some("max")).is_err());
+        assert!(matches!(reasoning_effort(None), Ok(None)));
+    }
+}
