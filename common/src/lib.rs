@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod completion;
 pub mod error;
 pub mod mesh;
 pub mod secret;
+pub mod signal;
 pub mod tools;
 pub mod wire;
 

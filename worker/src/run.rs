@@ -13,6 +13,7 @@ use auxot_common::mesh::node::{NodeRole, Readiness};
 use auxot_common::mesh::quic::QuicEndpoint;
 use auxot_common::mesh::tls::NodeIdentity;
 use auxot_common::secret::ClusterSecret;
+use auxot_common::signal::stop_signal;
 use tracing::{info, warn};
 
 use crate::cli::{EngineKind, JoinArgs};
@@ -80,28 +81,6 @@ fn load_tools(args: &JoinArgs) -> anyhow::Result<Option<Arc<ToolRunner>>> {
             Ok(Some(Arc::new(runner)))
         }
     }
-}
-
-/// Waits for SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the worker");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// Runs the worker until it is stopped.

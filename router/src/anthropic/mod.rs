@@ -1,0 +1,3 @@
+//! The Anthropic dialect.
+
+pub mod handlers;

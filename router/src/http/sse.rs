@@ -1,0 +1,78 @@
+//! Streaming a generation to the client as server-sent events.
+//!
+//! A task pulls events from the worker and pushes rendered SSE frames into a bounded channel
+//! whose receiver is the response body. When the client disconnects, hyper drops the body, the
+//! channel closes, the task returns and drops the worker stream, and the worker is told to stop.
+//! The task also watches the channel while the worker is silent (a long prefill), so a departed
+//! client is noticed even before the first token.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use auxot_common::chat::ChatEvent;
+use futures::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use warp::reply::{Reply as _, Response};
+use warp::sse::Event;
+
+use crate::forward::ChatStream;
+
+/// Turns canonical events into SSE frames for one dialect.
+pub trait SseRenderer: Send + 'static {
+    /// Frames to send before any event (Anthropic's `message_start`).
+    fn open(&mut self, stream: &ChatStream) -> Vec<Event>;
+    fn on_event(&mut self, event: &ChatEvent) -> Vec<Event>;
+    /// Frames that end the stream (OpenAI's `[DONE]`, Anthropic's `message_stop`).
+    fn close(&mut self) -> Vec<Event>;
+}
+
+/// A frame with only a `data:` line, written `data: <payload>` like the reference APIs.
+pub fn data(payload: impl AsRef<str>) -> Event {
+    Event::default().data(format!(" {}", payload.as_ref()))
+}
+
+/// A frame with `event:` and `data:` lines.
+pub fn named(name: &str, payload: impl AsRef<str>) -> Event {
+    Event::default().event(name).data(format!(" {}", payload.as_ref()))
+}
+
+/// Streams `stream` through `renderer` as the response.
+pub fn respond(mut stream: ChatStream, mut renderer: impl SseRenderer) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        for frame in renderer.open(&stream) {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let event = tokio::select! {
+                // The client went away; dropping `stream` cancels the generation.
+                _ = tx.closed() => return,
+                event = stream.next() => event,
+            };
+            let Some(event) = event else { break };
+            let last = matches!(event, ChatEvent::Finish { .. } | ChatEvent::Error(_));
+            for frame in renderer.on_event(&event) {
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        for frame in renderer.close() {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
+    let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
+    let mut response = warp::sse::reply(keep_alive.stream(body)).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", warp::http::HeaderValue::from_static("no"));
+    response
+}

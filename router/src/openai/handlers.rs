@@ -1,0 +1,99 @@
+//! OpenAI endpoints: chat completions (JSON or SSE) and the models list.
+
+use auxot_common::chat::ChatEvent;
+use auxot_common::completion::Completion;
+use auxot_common::error::{ErrorKind, RemoteError};
+use warp::reply::Response;
+use warp::sse::Event;
+
+use super::request::{translate, ChatCompletionRequest};
+use super::response;
+use super::stream::{ChunkRenderer, DONE};
+use crate::forward::ChatStream;
+use crate::http::error::{error_response, json_response, Dialect};
+use crate::http::sse::{self, SseRenderer};
+use crate::ids;
+use crate::images;
+use crate::state::AppState;
+
+const DIALECT: Dialect = Dialect::OpenAi;
+
+/// Collects a whole generation.
+pub async fn collect(stream: &mut ChatStream) -> Completion {
+    let mut completion = Completion::new(stream.model.clone());
+    while let Some(event) = stream.next().await {
+        completion.apply(&event);
+    }
+    completion
+}
+
+struct OpenAiSse(ChunkRenderer);
+
+impl SseRenderer for OpenAiSse {
+    fn open(&mut self, _stream: &ChatStream) -> Vec<Event> {
+        Vec::new()
+    }
+
+    fn on_event(&mut self, event: &ChatEvent) -> Vec<Event> {
+        self.0.on_event(event).into_iter().map(sse::data).collect()
+    }
+
+    fn close(&mut self) -> Vec<Event> {
+        vec![sse::data(DONE)]
+    }
+}
+
+/// `POST /api/openai/chat/completions`.
+pub async fn chat(state: &AppState, body: &[u8]) -> Response {
+    let parsed: ChatCompletionRequest = match serde_json::from_slice(body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error_response(DIALECT, &RemoteError::invalid(format!("invalid request body: {e}"))),
+    };
+    let mut translated = match translate(parsed) {
+        Ok(t) => t,
+        Err(e) => return error_response(DIALECT, &e),
+    };
+    if !translated.images.is_empty() {
+        let pending = std::mem::take(&mut translated.images);
+        if let Err(e) = images::fetch_all(&state.http_client, &mut translated.request, pending).await {
+            return error_response(DIALECT, &e);
+        }
+    }
+    let mut stream = match state.forwarder.chat(&translated.request).await {
+        Ok(stream) => stream,
+        Err(e) => return error_response(DIALECT, &e.to_remote()),
+    };
+    let id = ids::completion_id();
+    let created = ids::unix_now();
+    if translated.stream {
+        let renderer = ChunkRenderer::new(id, created, stream.model.clone(), translated.include_usage);
+        return sse::respond(stream, OpenAiSse(renderer));
+    }
+    let completion = collect(&mut stream).await;
+    match &completion.error {
+        Some(error) => error_response(DIALECT, error),
+        None if completion.finish.is_none() => error_response(
+            DIALECT,
+            &RemoteError::new(ErrorKind::Upstream, "the worker ended the generation without finishing it"),
+        ),
+        None => json_response(200, &response::completion(&id, created, &completion)),
+    }
+}
+
+/// `GET /api/openai/models`.
+pub fn models(state: &AppState) -> Response {
+    let models = state.forwarder.registry().models();
+    json_response(200, &response::model_list(&models, ids::unix_now()))
+}
+
+/// `GET /api/openai/models/{id}`.
+pub fn model(state: &AppState, id: &str) -> Response {
+    let models = state.forwarder.registry().models();
+    match models.iter().find(|m| m.id == id) {
+        Some(info) => json_response(200, &response::model(info, ids::unix_now())),
+        None => error_response(
+            DIALECT,
+            &RemoteError::new(ErrorKind::NotFound, format!("model `{id}` is not served by any ready worker")),
+        ),
+    }
+}

@@ -1,0 +1,120 @@
+//! A router's life: join gossip, keep the worker view current, serve HTTP, and on SIGTERM stop
+//! accepting, let open requests finish within a deadline, then leave.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auxot_common::mesh::addr;
+use auxot_common::mesh::gossip::{workers_in, Gossip, GossipConfig, DEFAULT_GOSSIP_INTERVAL};
+use auxot_common::mesh::keys;
+use auxot_common::mesh::node::NodeRole;
+use auxot_common::mesh::quic::{ConnectionPool, QuicEndpoint};
+use auxot_common::mesh::tls::NodeIdentity;
+use auxot_common::signal::stop_signal;
+use tracing::{info, warn};
+
+use crate::auth::Authenticator;
+use crate::cli::ServeArgs;
+use crate::forward::Forwarder;
+use crate::http;
+use crate::registry::Registry;
+use crate::state::AppState;
+use crate::store;
+
+/// Keeps `registry` in step with gossip until the gossip handle goes away.
+async fn follow_gossip(gossip: &Gossip, registry: Arc<Registry>) {
+    let mut nodes = gossip.live_nodes().await;
+    tokio::spawn(async move {
+        loop {
+            let workers = workers_in(&nodes.borrow_and_update());
+            registry.update(workers);
+            if nodes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data = store::load(&args.data.data_dir)?;
+    if data.keys.is_empty() {
+        warn!("no API keys in the data directory: every authenticated request will be refused; create one with `auxot-router keys create`");
+    }
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", args.http_addr))?;
+    let http_addr = listener.local_addr()?;
+    let node_id = match &args.name {
+        Some(name) => addr::sanitize_node_id(name),
+        None => addr::sanitize_node_id(&format!("router-{}-{}", addr::hostname(), http_addr.port())),
+    };
+
+    let identity = NodeIdentity::issue(&data.secret, &node_id)?;
+    let endpoint = QuicEndpoint::bind(&identity, args.quic_addr, false)?;
+
+    let gossip_socket = std::net::UdpSocket::bind(args.gossip_addr)
+        .with_context(|| format!("binding the gossip address {}", args.gossip_addr))?;
+    let gossip_bind = gossip_socket.local_addr()?;
+    drop(gossip_socket);
+    let advertise_host = args.advertise_host.as_deref();
+    let gossip_advertise = addr::advertise_addr(gossip_bind, advertise_host, gossip_bind.port())?;
+    let http_advertise = addr::advertise_addr(http_addr, advertise_host, http_addr.port())?;
+    let gossip = Gossip::spawn(
+        &data.secret,
+        GossipConfig {
+            node_id: node_id.clone(),
+            listen_addr: gossip_bind,
+            advertise_addr: gossip_advertise,
+            seeds: args.seeds.clone(),
+            interval: DEFAULT_GOSSIP_INTERVAL,
+        },
+        vec![
+            (keys::ROLE.to_string(), NodeRole::Router.as_str().to_string()),
+            (keys::VERSION.to_string(), auxot_common::VERSION.to_string()),
+            (keys::HTTP_ADDR.to_string(), http_advertise.to_string()),
+        ],
+    )
+    .await
+    .context("joining the gossip cluster")?;
+
+    let registry = Arc::new(Registry::new());
+    follow_gossip(&gossip, registry.clone()).await;
+    let forwarder = Forwarder::new(registry, ConnectionPool::new(endpoint.clone()), args.routing.build());
+    let http_client = reqwest::Client::builder()
+        .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    let state = Arc::new(AppState::new(
+        node_id.clone(),
+        Authenticator::new(data.keys),
+        forwarder,
+        http_client,
+    ));
+    info!(
+        node = %node_id,
+        http = %http_addr,
+        gossip = %gossip_advertise,
+        cluster = %data.secret.cluster_id(),
+        "router serving"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    stop_signal().await;
+    info!("shutting down: no new connections, finishing open requests");
+    state.start_shutdown();
+    let _ = stop_tx.send(());
+    let deadline = Duration::from_secs(args.shutdown_timeout_secs);
+    tokio::select! {
+        _ = server => info!("all requests finished"),
+        _ = tokio::time::sleep(deadline) => warn!("shutdown deadline passed with requests still open"),
+        _ = stop_signal() => warn!("second signal: stopping now"),
+    }
+    gossip.shutdown();
+    endpoint.close();
+    tokio::time::sleep(DEFAULT_GOSSIP_INTERVAL).await;
+    Ok(())
+}
