@@ -283,7 +283,9 @@ mod tests {
                 Message {
                     role: Role::User,
                     content: vec![
-                        Part::Text { text: "what is this?".into() },
+                        Part::Text {
+                            text: "what is this?".into(),
+                        },
                         Part::Image(Image {
                             media_type: "image/png".into(),
                             data: vec![0, 1, 2, 255],

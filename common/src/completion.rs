@@ -79,14 +79,35 @@ mod tests {
     #[test]
     fn events_fold_into_a_completion() {
         let events = [
-            ChatEvent::Start { model: "m".into(), worker: "w".into() },
-            ChatEvent::Reasoning { text: "think".into() },
+            ChatEvent::Start {
+                model: "m".into(),
+                worker: "w".into(),
+            },
+            ChatEvent::Reasoning {
+                text: "think".into(),
+            },
             ChatEvent::Text { text: "Hel".into() },
             ChatEvent::Text { text: "lo".into() },
-            ChatEvent::ToolCall { index: 0, id: Some("c1".into()), name: Some("f".into()), arguments: "{\"a\":".into() },
-            ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: "1}".into() },
-            ChatEvent::Usage(Usage { prompt_tokens: 3, completion_tokens: 2 }),
-            ChatEvent::Finish { reason: FinishReason::ToolCalls, stop_sequence: None },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("f".into()),
+                arguments: "{\"a\":".into(),
+            },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "1}".into(),
+            },
+            ChatEvent::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2,
+            }),
+            ChatEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                stop_sequence: None,
+            },
         ];
         let mut completion = Completion::new("auto");
         for event in &events {
@@ -95,7 +116,14 @@ mod tests {
         assert_eq!(completion.model, "m");
         assert_eq!(completion.text, "Hello");
         assert_eq!(completion.reasoning, "think");
-        assert_eq!(completion.tool_calls, vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: "{\"a\":1}".into() }]);
+        assert_eq!(
+            completion.tool_calls,
+            vec![ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: "{\"a\":1}".into()
+            }]
+        );
         assert_eq!(completion.usage.completion_tokens, 2);
         assert_eq!(completion.finish, Some(FinishReason::ToolCalls));
     }

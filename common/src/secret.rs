@@ -105,9 +105,18 @@ mod tests {
 
     #[test]
     fn bad_tokens_say_what_is_wrong() {
-        assert_eq!(ClusterSecret::from_join_token("abc"), Err(TokenError::Prefix));
-        assert_eq!(ClusterSecret::from_join_token("jtk_!!!"), Err(TokenError::Encoding));
-        assert_eq!(ClusterSecret::from_join_token("jtk_AAAA"), Err(TokenError::Length));
+        assert_eq!(
+            ClusterSecret::from_join_token("abc"),
+            Err(TokenError::Prefix)
+        );
+        assert_eq!(
+            ClusterSecret::from_join_token("jtk_!!!"),
+            Err(TokenError::Encoding)
+        );
+        assert_eq!(
+            ClusterSecret::from_join_token("jtk_AAAA"),
+            Err(TokenError::Length)
+        );
     }
 
     #[test]

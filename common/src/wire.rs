@@ -44,7 +44,9 @@ pub enum WireRequest {
 #[serde(tag = "op", content = "body", rename_all = "snake_case")]
 pub enum WireReply {
     Event(ChatEvent),
-    TokenCount { tokens: u32 },
+    TokenCount {
+        tokens: u32,
+    },
     ToolResult(ToolCallResult),
     /// The request failed before any work was done.
     Error(RemoteError),
@@ -148,18 +150,28 @@ mod tests {
         let got_request: WireRequest = read_frame(&mut b).await.expect("read").expect("frame");
         let mut got_replies = Vec::new();
         for _ in 0..2 {
-            got_replies.push(read_frame::<_, WireReply>(&mut b).await.expect("read").expect("frame"));
+            got_replies.push(
+                read_frame::<_, WireReply>(&mut b)
+                    .await
+                    .expect("read")
+                    .expect("frame"),
+            );
         }
         writer.await.expect("writer");
         assert_eq!((got_request, got_replies), expected);
-        assert!(read_frame::<_, WireReply>(&mut b).await.expect("eof").is_none());
+        assert!(read_frame::<_, WireReply>(&mut b)
+            .await
+            .expect("eof")
+            .is_none());
     }
 
     #[tokio::test]
     async fn oversized_length_is_rejected_before_allocating() {
         let bytes = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
         let mut reader = &bytes[..];
-        let err = read_frame::<_, WireReply>(&mut reader).await.expect_err("too large");
+        let err = read_frame::<_, WireReply>(&mut reader)
+            .await
+            .expect_err("too large");
         assert!(matches!(err, FrameError::TooLarge(_)));
     }
 
@@ -168,10 +180,14 @@ mod tests {
         let mut bytes = 100u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(b"{\"op\"");
         let mut reader = &bytes[..];
-        let err = read_frame::<_, WireReply>(&mut reader).await.expect_err("truncated");
+        let err = read_frame::<_, WireReply>(&mut reader)
+            .await
+            .expect_err("truncated");
         assert!(matches!(err, FrameError::Truncated));
         let mut half_header = &[0u8, 0][..];
-        let err = read_frame::<_, WireReply>(&mut half_header).await.expect_err("truncated");
+        let err = read_frame::<_, WireReply>(&mut half_header)
+            .await
+            .expect_err("truncated");
         assert!(matches!(err, FrameError::Truncated));
     }
 
@@ -180,7 +196,9 @@ mod tests {
         let mut bytes = 3u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(b"nop");
         let mut reader = &bytes[..];
-        let err = read_frame::<_, WireReply>(&mut reader).await.expect_err("decode");
+        let err = read_frame::<_, WireReply>(&mut reader)
+            .await
+            .expect_err("decode");
         assert!(matches!(err, FrameError::Decode(_)));
     }
 }

@@ -83,7 +83,10 @@ impl Authenticator {
 
     /// Checks a key (`None` when the request carried none).
     pub async fn check(&self, key: Option<&str>) -> Result<(), AuthError> {
-        let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
+        let key = key
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Missing)?;
         let stored = keys::key_id(key)
             .and_then(|id| self.by_id.get(id))
             .ok_or(AuthError::Invalid)?;
@@ -91,7 +94,12 @@ impl Authenticator {
         if let Some(ok) = self.cached(&print) {
             return if ok { Ok(()) } else { Err(AuthError::Invalid) };
         }
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| AuthError::Invalid)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Invalid)?;
         // Another request may have verified the same key while this one waited.
         if let Some(ok) = self.cached(&print) {
             return if ok { Ok(()) } else { Err(AuthError::Invalid) };

@@ -29,7 +29,10 @@ pub enum RouteError {
     #[error("no worker is ready")]
     NoWorkers,
     #[error("model `{requested}` is not served by any ready worker (available: {available})")]
-    UnknownModel { requested: String, available: String },
+    UnknownModel {
+        requested: String,
+        available: String,
+    },
     #[error("model `{0}` does not accept images")]
     NoVision(String),
     #[error("every worker serving `{0}` is at capacity; retry shortly")]
@@ -44,7 +47,9 @@ impl RouteError {
         match self {
             RouteError::Remote(e) => e.clone(),
             RouteError::NoWorkers => RemoteError::new(ErrorKind::Unavailable, self.to_string()),
-            RouteError::UnknownModel { .. } => RemoteError::new(ErrorKind::NotFound, self.to_string()),
+            RouteError::UnknownModel { .. } => {
+                RemoteError::new(ErrorKind::NotFound, self.to_string())
+            }
             RouteError::NoVision(_) => RemoteError::invalid(self.to_string()),
             RouteError::Overloaded(_) => RemoteError::new(ErrorKind::Overloaded, self.to_string()),
         }
@@ -142,7 +147,11 @@ impl Forwarder {
     }
 
     /// Candidates for `request`, or why there are none.
-    fn candidates(&self, request: &ChatRequest, tried: &HashSet<String>) -> Result<Vec<Arc<WorkerView>>, RouteError> {
+    fn candidates(
+        &self,
+        request: &ChatRequest,
+        tried: &HashSet<String>,
+    ) -> Result<Vec<Arc<WorkerView>>, RouteError> {
         let routable = self.registry.routable();
         let with_model: Vec<Arc<WorkerView>> = routable
             .iter()
@@ -177,13 +186,25 @@ impl Forwarder {
     }
 
     /// Chooses a worker for `request` that has not been tried yet.
-    fn pick(&self, request: &ChatRequest, tried: &HashSet<String>) -> Result<Option<Arc<WorkerView>>, RouteError> {
+    fn pick(
+        &self,
+        request: &ChatRequest,
+        tried: &HashSet<String>,
+    ) -> Result<Option<Arc<WorkerView>>, RouteError> {
         let candidates = self.candidates(request, tried)?;
         if candidates.is_empty() {
             return Ok(None);
         }
-        let with_room: Vec<Arc<WorkerView>> = candidates.iter().filter(|w| w.has_room()).cloned().collect();
-        let pool = if with_room.is_empty() { &candidates } else { &with_room };
+        let with_room: Vec<Arc<WorkerView>> = candidates
+            .iter()
+            .filter(|w| w.has_room())
+            .cloned()
+            .collect();
+        let pool = if with_room.is_empty() {
+            &candidates
+        } else {
+            &with_room
+        };
         Ok(Some(pool[self.policy.select(pool)].clone()))
     }
 
@@ -192,7 +213,9 @@ impl Forwarder {
         let mut tried = HashSet::new();
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
-            let Some(worker) = self.pick(request, &tried)? else { break };
+            let Some(worker) = self.pick(request, &tried)? else {
+                break;
+            };
             tried.insert(worker.advert.node_id.clone());
             match self.try_chat(&worker, request).await {
                 Attempt::Done(stream) => return Ok(stream),
@@ -208,17 +231,27 @@ impl Forwarder {
         })))
     }
 
-    async fn open(&self, worker: &WorkerView, request: &WireRequest) -> Result<(SendStream, RecvStream), RemoteError> {
+    async fn open(
+        &self,
+        worker: &WorkerView,
+        request: &WireRequest,
+    ) -> Result<(SendStream, RecvStream), RemoteError> {
         let advert = &worker.advert;
         let opened = self.pool.open(&advert.node_id, advert.quic_addr).await;
         let (mut send, recv) = opened.map_err(|e| {
             warn!(worker = %advert.node_id, error = %e, "worker unreachable");
             self.registry.mark_failed(advert);
-            RemoteError::new(ErrorKind::Unavailable, format!("worker {} unreachable: {e}", advert.node_id))
+            RemoteError::new(
+                ErrorKind::Unavailable,
+                format!("worker {} unreachable: {e}", advert.node_id),
+            )
         })?;
         write_frame(&mut send, request).await.map_err(|e| {
             self.registry.mark_failed(advert);
-            RemoteError::new(ErrorKind::Unavailable, format!("sending to worker {}: {e}", advert.node_id))
+            RemoteError::new(
+                ErrorKind::Unavailable,
+                format!("sending to worker {}: {e}", advert.node_id),
+            )
         })?;
         Ok((send, recv))
     }
@@ -245,7 +278,8 @@ impl Forwarder {
                     stream.model = model;
                     stream.worker = worker;
                 }
-                Ok(Some(WireReply::Event(ChatEvent::Error(error)))) | Ok(Some(WireReply::Error(error))) => {
+                Ok(Some(WireReply::Event(ChatEvent::Error(error))))
+                | Ok(Some(WireReply::Error(error))) => {
                     stream.finished = true;
                     return classify(error);
                 }
@@ -255,14 +289,19 @@ impl Forwarder {
                 }
                 Ok(Some(other)) => {
                     stream.finished = true;
-                    return Attempt::Fail(RemoteError::internal(format!("unexpected reply {other:?}")));
+                    return Attempt::Fail(RemoteError::internal(format!(
+                        "unexpected reply {other:?}"
+                    )));
                 }
                 Ok(None) | Err(_) => {
                     stream.finished = true;
                     self.registry.mark_failed(&worker.advert);
                     return Attempt::Retry(RemoteError::new(
                         ErrorKind::Unavailable,
-                        format!("worker {} went away before answering", worker.advert.node_id),
+                        format!(
+                            "worker {} went away before answering",
+                            worker.advert.node_id
+                        ),
                     ));
                 }
             }
@@ -289,7 +328,9 @@ impl Forwarder {
         let mut tried = HashSet::new();
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
-            let Some(worker) = self.pick(request, &tried)? else { break };
+            let Some(worker) = self.pick(request, &tried)? else {
+                break;
+            };
             tried.insert(worker.advert.node_id.clone());
             let _in_flight = self.registry.enter(&worker);
             let (_send, mut recv) = match self.open(&worker, wire).await {
@@ -309,7 +350,10 @@ impl Forwarder {
                     self.registry.mark_failed(&worker.advert);
                     Attempt::Retry(RemoteError::new(
                         ErrorKind::Unavailable,
-                        format!("worker {} went away before answering", worker.advert.node_id),
+                        format!(
+                            "worker {} went away before answering",
+                            worker.advert.node_id
+                        ),
                     ))
                 }
             };
@@ -325,14 +369,26 @@ impl Forwarder {
     }
 
     /// Runs a tool on `worker`, a tools worker that has it.
-    pub async fn execute_tool(&self, worker: &WorkerView, call: &ToolCallRequest, timeout: Duration) -> Result<ToolCallResult, RemoteError> {
+    pub async fn execute_tool(
+        &self,
+        worker: &WorkerView,
+        call: &ToolCallRequest,
+        timeout: Duration,
+    ) -> Result<ToolCallResult, RemoteError> {
         let _in_flight = self.registry.enter(worker);
-        let (_send, mut recv) = self.open(worker, &WireRequest::ExecuteTool(call.clone())).await?;
+        let (_send, mut recv) = self
+            .open(worker, &WireRequest::ExecuteTool(call.clone()))
+            .await?;
         match tokio::time::timeout(timeout, read_frame::<_, WireReply>(&mut recv)).await {
-            Err(_) => Err(RemoteError::new(ErrorKind::Timeout, format!("tool `{}` timed out", call.tool))),
+            Err(_) => Err(RemoteError::new(
+                ErrorKind::Timeout,
+                format!("tool `{}` timed out", call.tool),
+            )),
             Ok(Ok(Some(WireReply::ToolResult(result)))) => Ok(result),
             Ok(Ok(Some(WireReply::Error(error)))) => Err(error),
-            Ok(Ok(Some(other))) => Err(RemoteError::internal(format!("unexpected reply {other:?}"))),
+            Ok(Ok(Some(other))) => {
+                Err(RemoteError::internal(format!("unexpected reply {other:?}")))
+            }
             Ok(Ok(None)) | Ok(Err(_)) => {
                 self.registry.mark_failed(&worker.advert);
                 Err(RemoteError::new(

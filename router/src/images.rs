@@ -56,11 +56,13 @@ pub fn parse_data_url(url: &str) -> Option<Result<Image, RemoteError>> {
         let (meta, data) = rest
             .split_once(',')
             .ok_or_else(|| RemoteError::invalid("data URL has no `,` before its data"))?;
-        let media_type = meta
-            .strip_suffix(";base64")
-            .ok_or_else(|| RemoteError::invalid("data URL must be base64 (`data:image/png;base64,...`)"))?;
+        let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
+            RemoteError::invalid("data URL must be base64 (`data:image/png;base64,...`)")
+        })?;
         if !media_type.starts_with("image/") {
-            return Err(RemoteError::invalid(format!("data URL type `{media_type}` is not an image")));
+            return Err(RemoteError::invalid(format!(
+                "data URL type `{media_type}` is not an image"
+            )));
         }
         decode_base64(media_type, data)
     })())
@@ -71,7 +73,9 @@ pub fn check_fetchable(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
     match parsed.scheme() {
         "http" | "https" => Ok(()),
-        other => Err(format!("scheme `{other}` is not supported; use https, http or a data: URL")),
+        other => Err(format!(
+            "scheme `{other}` is not supported; use https, http or a data: URL"
+        )),
     }
 }
 
@@ -84,7 +88,10 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
         .await
         .map_err(|e| upstream(format!("could not fetch image {url}: {e}")))?;
     if !response.status().is_success() {
-        return Err(upstream(format!("fetching image {url} returned HTTP {}", response.status())));
+        return Err(upstream(format!(
+            "fetching image {url} returned HTTP {}",
+            response.status()
+        )));
     }
     let media_type = response
         .headers()
@@ -94,7 +101,9 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
         .unwrap_or_default();
     if let Some(len) = response.content_length() {
         if len as usize > MAX_IMAGE_BYTES {
-            return Err(upstream(format!("image {url} is {len} bytes; the limit is {MAX_IMAGE_BYTES}")));
+            return Err(upstream(format!(
+                "image {url} is {len} bytes; the limit is {MAX_IMAGE_BYTES}"
+            )));
         }
     }
     let mut data = Vec::new();
@@ -102,7 +111,9 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| upstream(format!("reading image {url}: {e}")))?;
         if data.len() + chunk.len() > MAX_IMAGE_BYTES {
-            return Err(upstream(format!("image {url} exceeds the {MAX_IMAGE_BYTES}-byte limit")));
+            return Err(upstream(format!(
+                "image {url} exceeds the {MAX_IMAGE_BYTES}-byte limit"
+            )));
         }
         data.extend_from_slice(&chunk);
     }
@@ -120,7 +131,8 @@ pub async fn fetch_all(
     request: &mut ChatRequest,
     pending: Vec<PendingImage>,
 ) -> Result<(), RemoteError> {
-    let fetched = futures::future::join_all(pending.iter().map(|p| fetch_one(client, &p.url))).await;
+    let fetched =
+        futures::future::join_all(pending.iter().map(|p| fetch_one(client, &p.url))).await;
     for (slot, image) in pending.iter().zip(fetched) {
         let image = image?;
         if let Some(Part::Image(target)) = request
@@ -140,13 +152,21 @@ mod tests {
 
     #[test]
     fn data_urls() {
-        let image = parse_data_url("data:image/jpeg;base64,/9j/").expect("data url").expect("valid");
+        let image = parse_data_url("data:image/jpeg;base64,/9j/")
+            .expect("data url")
+            .expect("valid");
         assert_eq!(image.media_type, "image/jpeg");
         assert_eq!(image.data, vec![0xff, 0xd8, 0xff]);
         assert!(parse_data_url("https://x").is_none());
-        assert!(parse_data_url("data:text/plain;base64,AAAA").expect("data url").is_err());
-        assert!(parse_data_url("data:image/png,raw").expect("data url").is_err());
-        assert!(parse_data_url("data:image/png;base64,@@@").expect("data url").is_err());
+        assert!(parse_data_url("data:text/plain;base64,AAAA")
+            .expect("data url")
+            .is_err());
+        assert!(parse_data_url("data:image/png,raw")
+            .expect("data url")
+            .is_err());
+        assert!(parse_data_url("data:image/png;base64,@@@")
+            .expect("data url")
+            .is_err());
     }
 
     #[test]

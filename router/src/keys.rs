@@ -5,7 +5,9 @@
 //! every stored hash, which at tens of milliseconds per Argon2id verification would not scale.
 //! The stored hash is Argon2id (default parameters) over the whole key, as a PHC string.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine as _;
 use rand::RngCore as _;

@@ -39,7 +39,10 @@ fn print_setup(out: &store::SetupOutput, data_dir: &std::path::Path, json: bool)
     println!("  {}\n", out.join_token);
     println!("Next:");
     println!("  auxot-router serve --data-dir {dir}");
-    println!("  auxot-worker join <router-host>:7946 --token {} --model <model.gguf | dir | org/name>", out.join_token);
+    println!(
+        "  auxot-worker join <router-host>:7946 --token {} --model <model.gguf | dir | org/name>",
+        out.join_token
+    );
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -76,7 +79,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("AUXOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("AUXOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli::Cli::parse()).await {

@@ -38,6 +38,12 @@ impl WorkerView {
         f64::from(self.load()) / f64::from(self.advert.capacity.max(1))
     }
 
+    /// Requests running on the worker as best this router knows: the worker's own count (up to a
+    /// second old) or this router's, whichever is larger.
+    pub fn active(&self) -> u32 {
+        self.advert.load.max(self.local.load(Ordering::Relaxed))
+    }
+
     pub fn has_room(&self) -> bool {
         self.load() < self.advert.capacity.max(1)
     }
@@ -83,7 +89,8 @@ impl Registry {
             }
         }
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters.retain(|id, counter| newest.contains_key(id) || counter.load(Ordering::Relaxed) > 0);
+        counters
+            .retain(|id, counter| newest.contains_key(id) || counter.load(Ordering::Relaxed) > 0);
         let mut workers: Vec<Arc<WorkerView>> = newest
             .into_values()
             .map(|advert| {
@@ -107,7 +114,10 @@ impl Registry {
 
     /// Every worker in gossip, ready or not.
     pub fn all(&self) -> Arc<Vec<Arc<WorkerView>>> {
-        self.workers.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.workers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Workers that take requests now: ready and not suspect.
@@ -128,7 +138,10 @@ impl Registry {
     /// Takes a worker out of routing after this router failed to reach it.
     pub fn mark_failed(&self, worker: &WorkerAdvert) {
         let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
-        suspects.insert(worker.node_id.clone(), (worker.generation, Instant::now() + SUSPECT_FOR));
+        suspects.insert(
+            worker.node_id.clone(),
+            (worker.generation, Instant::now() + SUSPECT_FOR),
+        );
         drop(suspects);
         self.changed.notify_waiters();
     }
@@ -170,7 +183,12 @@ mod tests {
     use super::*;
     use auxot_common::mesh::node::DeviceInfo;
 
-    pub(crate) fn advert(id: &str, generation: u64, model: &str, readiness: Readiness) -> WorkerAdvert {
+    pub(crate) fn advert(
+        id: &str,
+        generation: u64,
+        model: &str,
+        readiness: Readiness,
+    ) -> WorkerAdvert {
         WorkerAdvert {
             node_id: id.into(),
             generation,
@@ -212,9 +230,16 @@ mod tests {
         registry.mark_failed(&worker);
         assert!(registry.routable().is_empty());
         registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
-        assert!(registry.routable().is_empty(), "same incarnation stays suspect");
+        assert!(
+            registry.routable().is_empty(),
+            "same incarnation stays suspect"
+        );
         registry.update(vec![advert("w1", 2, "m", Readiness::Ready)]);
-        assert_eq!(registry.routable().len(), 1, "a restarted worker routes again");
+        assert_eq!(
+            registry.routable().len(),
+            1,
+            "a restarted worker routes again"
+        );
     }
 
     #[test]

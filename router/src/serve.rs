@@ -47,7 +47,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let http_addr = listener.local_addr()?;
     let node_id = match &args.name {
         Some(name) => addr::sanitize_node_id(name),
-        None => addr::sanitize_node_id(&format!("router-{}-{}", addr::hostname(), http_addr.port())),
+        None => {
+            addr::sanitize_node_id(&format!("router-{}-{}", addr::hostname(), http_addr.port()))
+        }
     };
 
     let identity = NodeIdentity::issue(&data.secret, &node_id)?;
@@ -70,7 +72,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             interval: DEFAULT_GOSSIP_INTERVAL,
         },
         vec![
-            (keys::ROLE.to_string(), NodeRole::Router.as_str().to_string()),
+            (
+                keys::ROLE.to_string(),
+                NodeRole::Router.as_str().to_string(),
+            ),
             (keys::VERSION.to_string(), auxot_common::VERSION.to_string()),
             (keys::HTTP_ADDR.to_string(), http_advertise.to_string()),
         ],
@@ -80,7 +85,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let registry = Arc::new(Registry::new());
     follow_gossip(&gossip, registry.clone()).await;
-    let forwarder = Forwarder::new(registry, ConnectionPool::new(endpoint.clone()), args.routing.build());
+    let forwarder = Forwarder::new(
+        registry,
+        ConnectionPool::new(endpoint.clone()),
+        args.routing.build(),
+    );
     let http_client = reqwest::Client::builder()
         .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
         .build()

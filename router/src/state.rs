@@ -16,7 +16,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(node_id: String, auth: Authenticator, forwarder: Forwarder, http_client: reqwest::Client) -> Self {
+    pub fn new(
+        node_id: String,
+        auth: Authenticator,
+        forwarder: Forwarder,
+        http_client: reqwest::Client,
+    ) -> Self {
         AppState {
             node_id,
             auth,

@@ -113,17 +113,15 @@ pub fn setup(dir: &Path, key_name: &str) -> anyhow::Result<SetupOutput> {
     };
     write_private_new(&cluster_path, &serde_json::to_vec_pretty(&cluster)?)?;
     let keys_file = KeysFile { keys: vec![stored] };
-    write_private_new(&dir.join(KEYS_FILE), &serde_json::to_vec_pretty(&keys_file)?)?;
+    write_private_new(
+        &dir.join(KEYS_FILE),
+        &serde_json::to_vec_pretty(&keys_file)?,
+    )?;
     Ok(SetupOutput {
         api_key: key,
         join_token: cluster.join_token,
         cluster_id: secret.cluster_id(),
     })
-}
-
-/// Whether `dir` holds a cluster.
-pub fn exists(dir: &Path) -> bool {
-    dir.join(CLUSTER_FILE).exists()
 }
 
 /// Reads the cluster secret and the key hashes.
@@ -137,7 +135,8 @@ pub fn load(dir: &Path) -> anyhow::Result<ClusterData> {
         );
     }
     let cluster: ClusterFile = serde_json::from_slice(
-        &std::fs::read(&cluster_path).with_context(|| format!("reading {}", cluster_path.display()))?,
+        &std::fs::read(&cluster_path)
+            .with_context(|| format!("reading {}", cluster_path.display()))?,
     )
     .with_context(|| format!("parsing {}", cluster_path.display()))?;
     let secret = ClusterSecret::from_join_token(&cluster.join_token)
@@ -168,7 +167,10 @@ pub fn add_key(dir: &Path, name: &str) -> anyhow::Result<String> {
     let mut keys = load_keys(dir)?;
     let NewKey { key, stored } = keys::generate(name)?;
     keys.push(stored);
-    replace_private(&keys_path(dir), &serde_json::to_vec_pretty(&KeysFile { keys })?)?;
+    replace_private(
+        &keys_path(dir),
+        &serde_json::to_vec_pretty(&KeysFile { keys })?,
+    )?;
     Ok(key)
 }
 
@@ -187,7 +189,10 @@ pub fn revoke_key(dir: &Path, id: &str) -> anyhow::Result<bool> {
     if keys.len() == before {
         return Ok(false);
     }
-    replace_private(&keys_path(dir), &serde_json::to_vec_pretty(&KeysFile { keys })?)?;
+    replace_private(
+        &keys_path(dir),
+        &serde_json::to_vec_pretty(&KeysFile { keys })?,
+    )?;
     Ok(true)
 }
 
@@ -206,14 +211,22 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt as _;
             for file in [CLUSTER_FILE, KEYS_FILE] {
-                let mode = std::fs::metadata(data_dir.join(file)).expect("meta").permissions().mode();
+                let mode = std::fs::metadata(data_dir.join(file))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{file}");
             }
         }
         let keys_text = std::fs::read_to_string(data_dir.join(KEYS_FILE)).expect("read");
-        assert!(!keys_text.contains(&out.api_key), "the raw key must not be stored");
+        assert!(
+            !keys_text.contains(&out.api_key),
+            "the raw key must not be stored"
+        );
         assert!(keys_text.contains("$argon2id$"));
-        let err = setup(&data_dir, "default").err().expect("second setup must fail");
+        let err = setup(&data_dir, "default")
+            .err()
+            .expect("second setup must fail");
         assert!(err.to_string().contains("refusing to overwrite"));
         let data = load(&data_dir).expect("load");
         assert_eq!(data.secret.join_token(), out.join_token);

@@ -7,7 +7,13 @@ use crate::http::error::{error_response, Dialect};
 use crate::state::AppState;
 
 fn unavailable() -> Response {
-    error_response(Dialect::Plain, &RemoteError::new(ErrorKind::NotFound, "the Tools API is not available in this build"))
+    error_response(
+        Dialect::Plain,
+        &RemoteError::new(
+            ErrorKind::NotFound,
+            "the Tools API is not available in this build",
+        ),
+    )
 }
 
 pub fn list(_state: &AppState) -> Response {

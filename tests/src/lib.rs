@@ -1,1 +1,364 @@
-//! stub
+//! Whole-cluster test harness: real `auxot-router` and `auxot-worker` processes on loopback.
+//!
+//! A [`Cluster`] owns a temporary data directory and every process it starts; dropping it (also
+//! when a test panics) kills them. Ports are taken from the kernel by binding port 0 and
+//! releasing it just before the node binds it.
+#![forbid(unsafe_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub mod sse;
+
+/// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this test binary
+/// was built into (`<target>/<profile>/deps/<test>` -> `<target>/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("AUXOT_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build with `cargo build --release --workspace` (or `make build`) first",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate is inside the workspace")
+        .to_path_buf()
+}
+
+/// The test model: `AUXOT_TEST_MODEL`, or the GGUF `make model` fetches.
+pub fn model_path() -> PathBuf {
+    let path = std::env::var("AUXOT_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(
+        path.exists(),
+        "test model {} is missing: run `make model` (or ./scripts/fetch-model.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The model id the worker derives from the test model's file name.
+pub const MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1";
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free TCP port")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+/// A running node process.
+pub struct Node {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+    /// Gossip address, the seed others can join through.
+    pub gossip: SocketAddr,
+    /// QUIC address (workers).
+    pub quic: Option<SocketAddr>,
+    /// HTTP base URL (routers).
+    pub url: Option<String>,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit; its exit code, or `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Some(status.code().unwrap_or(-1));
+                }
+            } else {
+                return Some(0);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster's data directory and its nodes.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub api_key: String,
+    pub join_token: String,
+    pub routers: Vec<Node>,
+    pub workers: Vec<Node>,
+}
+
+/// Extra knobs for a worker.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Use the synthetic engine instead of the real model.
+    pub synthetic: bool,
+    pub args: Vec<String>,
+    pub name: Option<String>,
+}
+
+impl Cluster {
+    /// Runs `auxot-router setup` in a fresh directory.
+    pub fn setup() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(bin("auxot-router"))
+            .args(["setup", "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("run auxot-router setup");
+        assert!(
+            output.status.success(),
+            "setup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let out: Value = serde_json::from_slice(&output.stdout).expect("setup --json output");
+        Cluster {
+            api_key: out["api_key"].as_str().expect("api_key").to_string(),
+            join_token: out["join_token"].as_str().expect("join_token").to_string(),
+            dir,
+            routers: Vec::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&self, name: &str, program: &str, args: &[String]) -> (Child, PathBuf) {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = Command::new(bin(program))
+            .args(args)
+            .env("AUXOT_LOG", "info")
+            .env("HF_HOME", self.dir.path().join("hf-home"))
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("spawn node");
+        (child, log)
+    }
+
+    /// Starts a router joining through `seeds`; returns its index.
+    pub fn start_router(&mut self, seeds: &[SocketAddr], extra: &[&str]) -> usize {
+        let name = format!("router{}", self.routers.len());
+        let http = free_tcp_port();
+        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{http}"),
+            "--gossip-addr".into(),
+            gossip.to_string(),
+            "--quic-addr".into(),
+            "127.0.0.1:0".into(),
+            "--name".into(),
+            name.clone(),
+        ];
+        for seed in seeds {
+            args.push("--seed".into());
+            args.push(seed.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (child, log) = self.spawn(&name, "auxot-router", &args);
+        self.routers.push(Node {
+            name,
+            child: Some(child),
+            log,
+            gossip,
+            quic: None,
+            url: Some(format!("http://127.0.0.1:{http}")),
+        });
+        self.routers.len() - 1
+    }
+
+    /// Starts a worker serving the test model (or the synthetic engine) through `seed`.
+    pub fn start_worker(&mut self, seed: SocketAddr, options: WorkerOptions) -> usize {
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("worker{}", self.workers.len()));
+        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
+        let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
+            .parse()
+            .expect("addr");
+        let mut args: Vec<String> = vec![
+            "join".into(),
+            seed.to_string(),
+            "--token".into(),
+            self.join_token.clone(),
+            "--gossip-addr".into(),
+            gossip.to_string(),
+            "--quic-addr".into(),
+            quic.to_string(),
+            "--name".into(),
+            name.clone(),
+        ];
+        if options.synthetic {
+            args.extend(["--engine".into(), "synthetic".into()]);
+        } else {
+            args.extend([
+                "--model".into(),
+                model_path().display().to_string(),
+                "--cpu".into(),
+            ]);
+        }
+        args.extend(options.args.iter().cloned());
+        let (child, log) = self.spawn(&name, "auxot-worker", &args);
+        self.workers.push(Node {
+            name,
+            child: Some(child),
+            log,
+            gossip,
+            quic: Some(quic),
+            url: None,
+        });
+        self.workers.len() - 1
+    }
+
+    pub fn router_url(&self, index: usize) -> String {
+        self.routers[index].url.clone().expect("router url")
+    }
+
+    /// Polls router `index`'s `/health` until `ready` reports true or the timeout passes.
+    pub async fn wait_health(
+        &self,
+        index: usize,
+        timeout: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let client = reqwest::Client::new();
+        let url = format!("{}/health", self.router_url(index));
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(&url).send().await {
+                if let Ok(body) = response.json::<Value>().await {
+                    if ready(&body) {
+                        return body;
+                    }
+                    last = body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let logs: String = self
+            .routers
+            .iter()
+            .chain(&self.workers)
+            .map(|n| format!("--- {} ---\n{}", n.name, tail(&n.log_text(), 30)))
+            .collect();
+        panic!("router {index} not ready in {timeout:?}; last health: {last}\n{logs}");
+    }
+
+    /// Waits until router `index` routes to `n` workers.
+    pub async fn wait_workers(&self, index: usize, n: u64) -> Value {
+        self.wait_health(index, Duration::from_secs(60), |h| {
+            h["workers"].as_u64() == Some(n)
+        })
+        .await
+    }
+
+    /// A request builder with the cluster's API key.
+    pub fn post(
+        &self,
+        client: &reqwest::Client,
+        router: usize,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        client
+            .post(format!("{}{path}", self.router_url(router)))
+            .bearer_auth(&self.api_key)
+    }
+
+    pub fn get(
+        &self,
+        client: &reqwest::Client,
+        router: usize,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        client
+            .get(format!("{}{path}", self.router_url(router)))
+            .bearer_auth(&self.api_key)
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n") + "\n"
+}

@@ -36,7 +36,12 @@ pub enum EngineKind {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// Gossip address (host:port) of any node already in the cluster; repeat for more seeds.
-    #[arg(required = true, value_name = "SEED", env = "AUXOT_SEEDS", value_delimiter = ',')]
+    #[arg(
+        required = true,
+        value_name = "SEED",
+        env = "AUXOT_SEEDS",
+        value_delimiter = ','
+    )]
     pub seeds: Vec<String>,
 
     /// Join token printed by `auxot-router setup`.

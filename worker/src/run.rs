@@ -42,7 +42,10 @@ async fn load_engine(args: &JoinArgs) -> anyhow::Result<Option<Arc<dyn Engine>>>
     match args.engine {
         EngineKind::Synthetic => {
             let engine = SyntheticEngine::new(SyntheticOptions {
-                model_id: args.model_name.clone().unwrap_or_else(|| "synthetic".into()),
+                model_id: args
+                    .model_name
+                    .clone()
+                    .unwrap_or_else(|| "synthetic".into()),
                 time_to_first_token: Duration::from_millis(args.synthetic_ttft_ms),
                 tokens_per_second: args.synthetic_tokens_per_sec,
                 tokens: args.synthetic_tokens,
@@ -101,20 +104,30 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     let identity = NodeIdentity::issue(&secret, &node_id)?;
     let quic_bind = std::net::SocketAddr::new(args.quic_addr.ip(), quic_port);
     let endpoint = QuicEndpoint::bind(&identity, quic_bind, true)?;
-    let quic_advertise = addr::advertise_addr(quic_bind, args.advertise_host.as_deref(), quic_port)?;
+    let quic_advertise =
+        addr::advertise_addr(quic_bind, args.advertise_host.as_deref(), quic_port)?;
 
     let gossip_socket = std::net::UdpSocket::bind(args.gossip_addr)
         .with_context(|| format!("binding gossip address {}", args.gossip_addr))?;
     let gossip_bind = gossip_socket.local_addr()?;
     drop(gossip_socket);
-    let gossip_advertise =
-        addr::advertise_addr(gossip_bind, args.advertise_host.as_deref(), gossip_bind.port())?;
+    let gossip_advertise = addr::advertise_addr(
+        gossip_bind,
+        args.advertise_host.as_deref(),
+        gossip_bind.port(),
+    )?;
 
     let initial = vec![
-        (keys::ROLE.to_string(), NodeRole::Worker.as_str().to_string()),
+        (
+            keys::ROLE.to_string(),
+            NodeRole::Worker.as_str().to_string(),
+        ),
         (keys::VERSION.to_string(), auxot_common::VERSION.to_string()),
         (keys::QUIC_ADDR.to_string(), quic_advertise.to_string()),
-        (keys::READINESS.to_string(), Readiness::NotReady.as_str().to_string()),
+        (
+            keys::READINESS.to_string(),
+            Readiness::NotReady.as_str().to_string(),
+        ),
     ];
     let gossip = Gossip::spawn(
         &secret,
@@ -140,7 +153,11 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
         }
     };
 
-    let state = Arc::new(WorkerState::new(node_id.clone(), engine.clone(), tools.clone()));
+    let state = Arc::new(WorkerState::new(
+        node_id.clone(),
+        engine.clone(),
+        tools.clone(),
+    ));
     tokio::spawn(server::serve(endpoint.clone(), state.clone()));
 
     let mut advert = vec![(keys::CAPACITY, "0".to_string())];
@@ -178,7 +195,10 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     if drained {
         info!("drained");
     } else {
-        warn!(in_flight = state.in_flight(), "leaving with requests still in flight");
+        warn!(
+            in_flight = state.in_flight(),
+            "leaving with requests still in flight"
+        );
     }
     publisher.abort();
     // Let the draining state reach every router before this node goes silent.

@@ -116,12 +116,19 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
         Ok(None) => return,
         Err(err) => {
             warn!(%err, "unreadable request frame");
-            reply_error(&mut send, RemoteError::invalid(format!("unreadable request: {err}"))).await;
+            reply_error(
+                &mut send,
+                RemoteError::invalid(format!("unreadable request: {err}")),
+            )
+            .await;
             return;
         }
     };
     if state.draining.load(Ordering::SeqCst) {
-        let error = RemoteError::new(ErrorKind::Unavailable, format!("worker {} is draining", state.node_id));
+        let error = RemoteError::new(
+            ErrorKind::Unavailable,
+            format!("worker {} is draining", state.node_id),
+        );
         reply_error(&mut send, error).await;
         return;
     }
@@ -170,18 +177,29 @@ fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engi
     if request.model != AUTO_MODEL && &request.model != id {
         return Err(RemoteError::new(
             ErrorKind::NotFound,
-            format!("worker {} serves `{id}`, not `{}`", state.node_id, request.model),
+            format!(
+                "worker {} serves `{id}`, not `{}`",
+                state.node_id, request.model
+            ),
         ));
     }
     Ok(engine.clone())
 }
 
-async fn chat(state: &WorkerState, engine: Arc<dyn Engine>, request: ChatRequest, mut send: SendStream) {
+async fn chat(
+    state: &WorkerState,
+    engine: Arc<dyn Engine>,
+    request: ChatRequest,
+    mut send: SendStream,
+) {
     let start = ChatEvent::Start {
         model: engine.model().id.clone(),
         worker: state.node_id.clone(),
     };
-    if write_frame(&mut send, &WireReply::Event(start)).await.is_err() {
+    if write_frame(&mut send, &WireReply::Event(start))
+        .await
+        .is_err()
+    {
         return;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -19,7 +19,9 @@ pub fn advertise_ip(bind: IpAddr, explicit: Option<&str>) -> std::io::Result<IpA
             .to_socket_addrs()?
             .next()
             .map(|a| a.ip())
-            .ok_or_else(|| std::io::Error::other(format!("advertise host `{host}` resolves to no address")));
+            .ok_or_else(|| {
+                std::io::Error::other(format!("advertise host `{host}` resolves to no address"))
+            });
     }
     if !bind.is_unspecified() {
         return Ok(bind);
@@ -37,8 +39,15 @@ fn default_route_ip() -> Option<IpAddr> {
 }
 
 /// `ip:port` for advertising.
-pub fn advertise_addr(bind: SocketAddr, explicit_host: Option<&str>, port: u16) -> std::io::Result<SocketAddr> {
-    Ok(SocketAddr::new(advertise_ip(bind.ip(), explicit_host)?, port))
+pub fn advertise_addr(
+    bind: SocketAddr,
+    explicit_host: Option<&str>,
+    port: u16,
+) -> std::io::Result<SocketAddr> {
+    Ok(SocketAddr::new(
+        advertise_ip(bind.ip(), explicit_host)?,
+        port,
+    ))
 }
 
 /// The machine's host name, or `node` when it cannot be read.
@@ -85,15 +94,23 @@ mod tests {
 
     #[test]
     fn node_ids_are_sanitized() {
-        assert_eq!(sanitize_node_id("Worker-GPU_1.example.com-7948"), "worker-gpu-1-example-com-7948");
+        assert_eq!(
+            sanitize_node_id("Worker-GPU_1.example.com-7948"),
+            "worker-gpu-1-example-com-7948"
+        );
         assert_eq!(sanitize_node_id("__"), "node");
-        assert!(crate::mesh::tls::is_valid_node_id(&sanitize_node_id(&"x".repeat(100))));
+        assert!(crate::mesh::tls::is_valid_node_id(&sanitize_node_id(
+            &"x".repeat(100)
+        )));
     }
 
     #[test]
     fn explicit_and_specific_addresses_win() {
         let any: IpAddr = Ipv4Addr::UNSPECIFIED.into();
-        assert_eq!(advertise_ip(any, Some("10.1.2.3")).expect("ip"), "10.1.2.3".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            advertise_ip(any, Some("10.1.2.3")).expect("ip"),
+            "10.1.2.3".parse::<IpAddr>().expect("ip")
+        );
         let specific: IpAddr = "127.0.0.1".parse().expect("ip");
         assert_eq!(advertise_ip(specific, None).expect("ip"), specific);
         assert!(!advertise_ip(any, None).expect("ip").is_unspecified());

@@ -125,7 +125,10 @@ impl Gossip {
 
 /// The routable summary of every live worker in a live-nodes snapshot.
 pub fn workers_in(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<WorkerAdvert> {
-    nodes.values().filter_map(|state| state.worker_advert()).collect()
+    nodes
+        .values()
+        .filter_map(|state| state.worker_advert())
+        .collect()
 }
 
 /// Live routers in a snapshot, as `(node id, http address)`.
@@ -133,6 +136,11 @@ pub fn routers_in(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<(String, Optio
     nodes
         .iter()
         .filter(|(_, state)| state.role() == Some(NodeRole::Router))
-        .map(|(id, state)| (id.node_id.to_string(), state.get(keys::HTTP_ADDR).map(str::to_string)))
+        .map(|(id, state)| {
+            (
+                id.node_id.to_string(),
+                state.get(keys::HTTP_ADDR).map(str::to_string),
+            )
+        })
         .collect()
 }

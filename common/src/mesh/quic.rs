@@ -63,13 +63,18 @@ pub struct QuicEndpoint {
 
 impl QuicEndpoint {
     /// Binds an endpoint that dials peers and, when `accept` is set, accepts their connections.
-    pub fn bind(identity: &NodeIdentity, addr: SocketAddr, accept: bool) -> Result<Self, QuicError> {
+    pub fn bind(
+        identity: &NodeIdentity,
+        addr: SocketAddr,
+        accept: bool,
+    ) -> Result<Self, QuicError> {
         let server = if accept {
             Some(identity.quic_server_config()?)
         } else {
             None
         };
-        let socket = std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let socket =
+            std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
         let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Bind {
             addr,
             source: std::io::Error::other("no async runtime"),
@@ -96,7 +101,10 @@ impl QuicEndpoint {
             addr,
             reason,
         };
-        let connecting = self.endpoint.connect(addr, node).map_err(|e| err(e.to_string()))?;
+        let connecting = self
+            .endpoint
+            .connect(addr, node)
+            .map_err(|e| err(e.to_string()))?;
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(err(e.to_string())),
@@ -106,8 +114,10 @@ impl QuicEndpoint {
 
     /// Closes every connection, telling peers this node is shutting down.
     pub fn close(&self) {
-        self.endpoint
-            .close(VarInt::from_u32(crate::wire::CODE_SHUTDOWN), b"shutting down");
+        self.endpoint.close(
+            VarInt::from_u32(crate::wire::CODE_SHUTDOWN),
+            b"shutting down",
+        );
     }
 }
 
@@ -152,10 +162,12 @@ impl ConnectionPool {
         addr: SocketAddr,
     ) -> Result<(SendStream, RecvStream), QuicError> {
         let conn = self.connection(node, addr).await?;
-        conn.open_bi().await.map_err(|source| QuicError::Connection {
-            node: node.to_string(),
-            source,
-        })
+        conn.open_bi()
+            .await
+            .map_err(|source| QuicError::Connection {
+                node: node.to_string(),
+                source,
+            })
     }
 
     /// Forgets peers that are no longer in the cluster, closing their connections.

@@ -62,7 +62,11 @@ impl Sealer {
             .map_err(|_| anyhow::anyhow!("no randomness for a gossip nonce"))?;
         let mut body = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(MAGIC), &mut body)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(MAGIC),
+                &mut body,
+            )
             .map_err(|_| anyhow::anyhow!("sealing a gossip datagram failed"))?;
         let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
         out.extend_from_slice(MAGIC);
@@ -104,7 +108,8 @@ impl SealedUdpTransport {
 }
 
 fn loopback_socket() -> anyhow::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a loopback gossip relay")?;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("binding a loopback gossip relay")?;
     socket.set_nonblocking(true)?;
     Ok(UdpSocket::from_std(socket)?)
 }
@@ -178,7 +183,11 @@ impl Socket for SealedSocket {
         Ok(self.public.local_addr()?)
     }
 
-    async fn send(&mut self, to: SocketAddr, envelope: ChitchatEnvelope) -> anyhow::Result<SendOutcome> {
+    async fn send(
+        &mut self,
+        to: SocketAddr,
+        envelope: ChitchatEnvelope,
+    ) -> anyhow::Result<SendOutcome> {
         // Drop anything a cancelled earlier send left behind, so bytes and destination pair up.
         while self.capture.try_recv_from(&mut self.buf).is_ok() {}
         self.codec.send(self.capture_addr, envelope).await?;
@@ -221,7 +230,9 @@ impl Socket for SealedSocket {
                 }
                 Next::Sealed(Ok((len, from))) => match self.sealer.open(&self.buf[..len]) {
                     Some(plain) => self.relay(from, &plain)?,
-                    None => debug!(%from, len, "dropped a gossip datagram not sealed for this cluster"),
+                    None => {
+                        debug!(%from, len, "dropped a gossip datagram not sealed for this cluster")
+                    }
                 },
                 Next::Sealed(Err(err))
                     if matches!(

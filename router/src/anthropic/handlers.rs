@@ -8,7 +8,13 @@ use crate::http::error::{error_response, Dialect};
 use crate::state::AppState;
 
 fn unavailable() -> Response {
-    error_response(Dialect::Anthropic, &RemoteError::new(ErrorKind::NotFound, "the Anthropic API is not available in this build"))
+    error_response(
+        Dialect::Anthropic,
+        &RemoteError::new(
+            ErrorKind::NotFound,
+            "the Anthropic API is not available in this build",
+        ),
+    )
 }
 
 pub async fn messages(_state: &AppState, _headers: &HeaderMap, _body: &[u8]) -> Response {

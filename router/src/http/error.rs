@@ -85,7 +85,8 @@ pub fn error_body(dialect: Dialect, status: u16, error: &RemoteError) -> Value {
 /// A JSON response with `status`.
 pub fn json_response(status: u16, body: &Value) -> Response {
     let mut response = Response::new(body.to_string().into());
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -121,13 +122,43 @@ mod tests {
     #[test]
     fn table() {
         let cases = [
-            (Dialect::OpenAi, ErrorKind::InvalidRequest, 400, "invalid_request_error"),
+            (
+                Dialect::OpenAi,
+                ErrorKind::InvalidRequest,
+                400,
+                "invalid_request_error",
+            ),
             (Dialect::OpenAi, ErrorKind::NotFound, 404, "not_found_error"),
-            (Dialect::OpenAi, ErrorKind::Overloaded, 429, "rate_limit_error"),
-            (Dialect::OpenAi, ErrorKind::Unavailable, 503, "service_unavailable"),
-            (Dialect::Anthropic, ErrorKind::InvalidRequest, 400, "invalid_request_error"),
-            (Dialect::Anthropic, ErrorKind::NotFound, 404, "not_found_error"),
-            (Dialect::Anthropic, ErrorKind::Overloaded, 529, "overloaded_error"),
+            (
+                Dialect::OpenAi,
+                ErrorKind::Overloaded,
+                429,
+                "rate_limit_error",
+            ),
+            (
+                Dialect::OpenAi,
+                ErrorKind::Unavailable,
+                503,
+                "service_unavailable",
+            ),
+            (
+                Dialect::Anthropic,
+                ErrorKind::InvalidRequest,
+                400,
+                "invalid_request_error",
+            ),
+            (
+                Dialect::Anthropic,
+                ErrorKind::NotFound,
+                404,
+                "not_found_error",
+            ),
+            (
+                Dialect::Anthropic,
+                ErrorKind::Overloaded,
+                529,
+                "overloaded_error",
+            ),
             (Dialect::Anthropic, ErrorKind::Unavailable, 503, "api_error"),
             (Dialect::Anthropic, ErrorKind::Internal, 500, "api_error"),
         ];
@@ -148,7 +179,10 @@ mod tests {
 
     #[test]
     fn saturation_says_when_to_retry() {
-        let response = error_response(Dialect::OpenAi, &RemoteError::new(ErrorKind::Overloaded, "full"));
+        let response = error_response(
+            Dialect::OpenAi,
+            &RemoteError::new(ErrorKind::Overloaded, "full"),
+        );
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "1");
         let response = unauthorized(Dialect::Anthropic, "no");

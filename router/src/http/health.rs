@@ -11,9 +11,12 @@ use crate::state::AppState;
 pub fn health(state: &AppState) -> Response {
     let registry = state.forwarder.registry();
     let routable = registry.routable();
-    let model_workers: Vec<_> = routable.iter().filter(|w| !w.advert.models.is_empty()).collect();
+    let model_workers: Vec<_> = routable
+        .iter()
+        .filter(|w| !w.advert.models.is_empty())
+        .collect();
     let total_slots: u32 = model_workers.iter().map(|w| w.advert.capacity).sum();
-    let active: u32 = model_workers.iter().map(|w| w.load()).sum();
+    let active: u32 = model_workers.iter().map(|w| w.active()).sum();
     let draining = registry
         .all()
         .iter()
@@ -34,7 +37,7 @@ pub fn health(state: &AppState) -> Response {
             "worker": w.advert.node_id,
             "device": w.advert.device,
             "slots": w.advert.capacity,
-            "load": w.load(),
+            "active": w.active(),
             "models": w.advert.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });

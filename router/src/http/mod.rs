@@ -6,11 +6,10 @@
 //! missing key gets a JSON error in the dialect of the path, with the right status, and nothing
 //! falls through to warp's plain-text defaults.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use auxot_common::error::{ErrorKind, RemoteError};
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
@@ -84,7 +83,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RemoteError> {
             "/messages/count_tokens" => (Some(Route::AnthropicCountTokens), Method::POST),
             "/models" => (Some(Route::AnthropicModels), Method::GET),
             _ => match rest.strip_prefix("/models/") {
-                Some(id) if !id.is_empty() => (Some(Route::AnthropicModel(decode(id))), Method::GET),
+                Some(id) if !id.is_empty() => {
+                    (Some(Route::AnthropicModel(decode(id))), Method::GET)
+                }
                 _ => (None, Method::GET),
             },
         }
@@ -99,7 +100,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RemoteError> {
         (None, Method::GET)
     };
     match route {
-        None => Err(RemoteError::new(ErrorKind::NotFound, format!("no such endpoint: {path}"))),
+        None => Err(RemoteError::new(
+            ErrorKind::NotFound,
+            format!("no such endpoint: {path}"),
+        )),
         Some(route) if *method == allowed => Ok(route),
         Some(_) => Err(RemoteError::new(
             ErrorKind::InvalidRequest,
@@ -149,7 +153,8 @@ where
     let mut body = std::pin::pin!(body);
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| RemoteError::invalid(format!("reading the request body: {e}")))?;
+        let mut chunk =
+            chunk.map_err(|e| RemoteError::invalid(format!("reading the request body: {e}")))?;
         if out.len() + chunk.remaining() > MAX_BODY_BYTES {
             return Err(RemoteError::invalid(format!(
                 "request body exceeds {MAX_BODY_BYTES} bytes"
@@ -166,7 +171,13 @@ where
 }
 
 /// Answers one request.
-pub async fn dispatch<S, B>(state: Arc<AppState>, method: Method, path: String, headers: HeaderMap, body: S) -> Response
+pub async fn dispatch<S, B>(
+    state: Arc<AppState>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: bytes::Buf,
@@ -200,8 +211,12 @@ where
         Route::OpenAiModels => crate::openai::handlers::models(&state),
         Route::OpenAiModel(id) => crate::openai::handlers::model(&state, &id),
         Route::OpenAiChat => crate::openai::handlers::chat(&state, &body).await,
-        Route::AnthropicMessages => crate::anthropic::handlers::messages(&state, &headers, &body).await,
-        Route::AnthropicCountTokens => crate::anthropic::handlers::count_tokens(&state, &body).await,
+        Route::AnthropicMessages => {
+            crate::anthropic::handlers::messages(&state, &headers, &body).await
+        }
+        Route::AnthropicCountTokens => {
+            crate::anthropic::handlers::count_tokens(&state, &body).await
+        }
         Route::AnthropicModels => crate::anthropic::handlers::models(&state),
         Route::AnthropicModel(id) => crate::anthropic::handlers::model(&state, &id),
         Route::ToolsList => crate::tools_api::list(&state),
@@ -215,20 +230,24 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let filter = warp::method()
-        .and(warp::path::full())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
-            let state = state.clone();
-            async move { dispatch(state, method, path.as_str().to_string(), headers, body).await }
-        });
-    warp::serve(filter).incoming(listener).graceful(shutdown).run().await;
-}
-
-/// The local address a listener is bound to, for logs.
-pub fn bound(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
+    let filter =
+        warp::method()
+            .and(warp::path::full())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::stream())
+            .then(
+                move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                    let state = state.clone();
+                    async move {
+                        dispatch(state, method, path.as_str().to_string(), headers, body).await
+                    }
+                },
+            );
+    warp::serve(filter)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
 }
 
 #[cfg(test)]
@@ -239,15 +258,39 @@ mod tests {
     fn routes_and_aliases() {
         let ok = [
             (Method::GET, "/health", Route::Health),
-            (Method::POST, "/api/openai/chat/completions", Route::OpenAiChat),
-            (Method::POST, "/api/openai/v1/chat/completions", Route::OpenAiChat),
+            (
+                Method::POST,
+                "/api/openai/chat/completions",
+                Route::OpenAiChat,
+            ),
+            (
+                Method::POST,
+                "/api/openai/v1/chat/completions",
+                Route::OpenAiChat,
+            ),
             (Method::POST, "/v1/chat/completions", Route::OpenAiChat),
             (Method::GET, "/api/openai/models", Route::OpenAiModels),
             (Method::GET, "/api/openai/v1/models/", Route::OpenAiModels),
-            (Method::GET, "/api/openai/models/org%2Fname", Route::OpenAiModel("org/name".into())),
-            (Method::POST, "/api/anthropic/v1/messages", Route::AnthropicMessages),
-            (Method::POST, "/api/anthropic/v1/messages/count_tokens", Route::AnthropicCountTokens),
-            (Method::GET, "/api/anthropic/v1/models/m1", Route::AnthropicModel("m1".into())),
+            (
+                Method::GET,
+                "/api/openai/models/org%2Fname",
+                Route::OpenAiModel("org/name".into()),
+            ),
+            (
+                Method::POST,
+                "/api/anthropic/v1/messages",
+                Route::AnthropicMessages,
+            ),
+            (
+                Method::POST,
+                "/api/anthropic/v1/messages/count_tokens",
+                Route::AnthropicCountTokens,
+            ),
+            (
+                Method::GET,
+                "/api/anthropic/v1/models/m1",
+                Route::AnthropicModel("m1".into()),
+            ),
             (Method::GET, "/api/tools/v1/list", Route::ToolsList),
             (Method::GET, "/api/tools/v1/tools", Route::ToolsList),
             (Method::POST, "/api/tools/v1/execute", Route::ToolsExecute),
@@ -255,8 +298,16 @@ mod tests {
         for (method, path, expected) in ok {
             assert_eq!(route(&method, path).expect(path), expected, "{path}");
         }
-        assert_eq!(route(&Method::GET, "/nope").expect_err("404").kind, ErrorKind::NotFound);
-        assert_eq!(route(&Method::GET, "/api/openai/chat/completions").expect_err("405").kind, ErrorKind::InvalidRequest);
+        assert_eq!(
+            route(&Method::GET, "/nope").expect_err("404").kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/openai/chat/completions")
+                .expect_err("405")
+                .kind,
+            ErrorKind::InvalidRequest
+        );
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub fn data(payload: impl AsRef<str>) -> Event {
 
 /// A frame with `event:` and `data:` lines.
 pub fn named(name: &str, payload: impl AsRef<str>) -> Event {
-    Event::default().event(name).data(format!(" {}", payload.as_ref()))
+    Event::default()
+        .event(name)
+        .data(format!(" {}", payload.as_ref()))
 }
 
 /// Streams `stream` through `renderer` as the response.
@@ -71,8 +73,9 @@ pub fn respond(mut stream: ChatStream, mut renderer: impl SseRenderer) -> Respon
     let body = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
     let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
     let mut response = warp::sse::reply(keep_alive.stream(body)).into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", warp::http::HeaderValue::from_static("no"));
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        warp::http::HeaderValue::from_static("no"),
+    );
     response
 }

@@ -47,7 +47,12 @@ impl SseRenderer for OpenAiSse {
 pub async fn chat(state: &AppState, body: &[u8]) -> Response {
     let parsed: ChatCompletionRequest = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
-        Err(e) => return error_response(DIALECT, &RemoteError::invalid(format!("invalid request body: {e}"))),
+        Err(e) => {
+            return error_response(
+                DIALECT,
+                &RemoteError::invalid(format!("invalid request body: {e}")),
+            )
+        }
     };
     let mut translated = match translate(parsed) {
         Ok(t) => t,
@@ -55,7 +60,9 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
     };
     if !translated.images.is_empty() {
         let pending = std::mem::take(&mut translated.images);
-        if let Err(e) = images::fetch_all(&state.http_client, &mut translated.request, pending).await {
+        if let Err(e) =
+            images::fetch_all(&state.http_client, &mut translated.request, pending).await
+        {
             return error_response(DIALECT, &e);
         }
     }
@@ -66,7 +73,8 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
     let id = ids::completion_id();
     let created = ids::unix_now();
     if translated.stream {
-        let renderer = ChunkRenderer::new(id, created, stream.model.clone(), translated.include_usage);
+        let renderer =
+            ChunkRenderer::new(id, created, stream.model.clone(), translated.include_usage);
         return sse::respond(stream, OpenAiSse(renderer));
     }
     let completion = collect(&mut stream).await;
@@ -74,7 +82,10 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
         Some(error) => error_response(DIALECT, error),
         None if completion.finish.is_none() => error_response(
             DIALECT,
-            &RemoteError::new(ErrorKind::Upstream, "the worker ended the generation without finishing it"),
+            &RemoteError::new(
+                ErrorKind::Upstream,
+                "the worker ended the generation without finishing it",
+            ),
         ),
         None => json_response(200, &response::completion(&id, created, &completion)),
     }
@@ -93,7 +104,10 @@ pub fn model(state: &AppState, id: &str) -> Response {
         Some(info) => json_response(200, &response::model(info, ids::unix_now())),
         None => error_response(
             DIALECT,
-            &RemoteError::new(ErrorKind::NotFound, format!("model `{id}` is not served by any ready worker")),
+            &RemoteError::new(
+                ErrorKind::NotFound,
+                format!("model `{id}` is not served by any ready worker"),
+            ),
         ),
     }
 }

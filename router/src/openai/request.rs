@@ -73,8 +73,12 @@ pub enum Content {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
     #[serde(other)]
     Unsupported,
 }
@@ -191,7 +195,9 @@ fn message(
     }
     if role == Role::Tool {
         let call_id = input.tool_call_id.ok_or_else(|| {
-            invalid(format!("messages[{index}].tool_call_id: required on tool messages"))
+            invalid(format!(
+                "messages[{index}].tool_call_id: required on tool messages"
+            ))
         })?;
         let text: String = texts
             .iter()
@@ -246,9 +252,9 @@ fn tool_choice(value: Option<Value>, tools: &[ToolSpec]) -> Result<ToolChoice, R
         }
     };
     match &choice {
-        ToolChoice::Required if tools.is_empty() => {
-            Err(invalid("tool_choice: `required` needs at least one tool in `tools`"))
-        }
+        ToolChoice::Required if tools.is_empty() => Err(invalid(
+            "tool_choice: `required` needs at least one tool in `tools`",
+        )),
         ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(invalid(
             format!("tool_choice: function `{name}` is not in `tools`"),
         )),
@@ -264,9 +270,9 @@ fn response_format(value: Option<Value>) -> Result<ResponseFormat, RemoteError> 
         Some("text") => Ok(ResponseFormat::Text),
         Some("json_object") => Ok(ResponseFormat::JsonObject),
         Some("json_schema") => {
-            let spec = value
-                .get("json_schema")
-                .ok_or_else(|| invalid("response_format.json_schema: required when type is json_schema"))?;
+            let spec = value.get("json_schema").ok_or_else(|| {
+                invalid("response_format.json_schema: required when type is json_schema")
+            })?;
             let schema = spec
                 .get("schema")
                 .cloned()
@@ -290,7 +296,9 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, RemoteError
         return Err(invalid("messages: must contain at least one message"));
     }
     if input.model.trim().is_empty() {
-        return Err(invalid("model: must not be empty (use \"auto\" for any model)"));
+        return Err(invalid(
+            "model: must not be empty (use \"auto\" for any model)",
+        ));
     }
     if let Some(n) = input.n {
         if n != 1 {
@@ -329,7 +337,9 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, RemoteError
         .enumerate()
         .map(|(i, tool)| {
             if tool.kind != "function" {
-                return Err(invalid(format!("tools[{i}].type: only `function` is supported")));
+                return Err(invalid(format!(
+                    "tools[{i}].type: only `function` is supported"
+                )));
             }
             Ok(ToolSpec {
                 name: tool.function.name,
@@ -383,7 +393,8 @@ mod tests {
     use serde_json::json;
 
     fn parse(body: Value) -> Result<Translated, RemoteError> {
-        let request: ChatCompletionRequest = serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
+        let request: ChatCompletionRequest =
+            serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
         translate(request)
     }
 
@@ -403,7 +414,10 @@ mod tests {
         }))
         .expect("valid");
         assert!(t.stream && t.include_usage);
-        assert_eq!(t.request.messages[0], Message::text(Role::System, "be brief"));
+        assert_eq!(
+            t.request.messages[0],
+            Message::text(Role::System, "be brief")
+        );
         assert_eq!(t.request.messages[1], Message::text(Role::User, "Hi"));
         assert_eq!(t.request.sampling.max_tokens, Some(5));
         assert_eq!(t.request.sampling.stop, vec!["\n".to_string()]);
@@ -430,14 +444,25 @@ mod tests {
             "tool_choice": {"type": "function", "function": {"name": "get_weather"}}
         }))
         .expect("valid");
-        assert_eq!(t.request.tool_choice, ToolChoice::Function("get_weather".into()));
+        assert_eq!(
+            t.request.tool_choice,
+            ToolChoice::Function("get_weather".into())
+        );
         assert_eq!(
             t.request.messages[1].content,
-            vec![Part::ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: "{\"city\":\"Paris\"}".into() }]
+            vec![Part::ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Paris\"}".into()
+            }]
         );
         assert_eq!(
             t.request.messages[2].content,
-            vec![Part::ToolResult { call_id: "call_1".into(), content: "sunny".into(), is_error: false }]
+            vec![Part::ToolResult {
+                call_id: "call_1".into(),
+                content: "sunny".into(),
+                is_error: false
+            }]
         );
     }
 
@@ -453,7 +478,10 @@ mod tests {
         }))
         .expect("valid");
         match &t.request.messages[0].content[0] {
-            Part::Image(image) => assert_eq!((image.media_type.as_str(), image.data.as_slice()), ("image/png", &[0u8, 1, 2][..])),
+            Part::Image(image) => assert_eq!(
+                (image.media_type.as_str(), image.data.as_slice()),
+                ("image/png", &[0u8, 1, 2][..])
+            ),
             other => panic!("expected an image, got {other:?}"),
         }
         assert_eq!(t.images.len(), 1);
@@ -463,16 +491,46 @@ mod tests {
     #[test]
     fn invalid_requests_say_what_is_wrong() {
         let cases = [
-            (json!({"model": "m", "messages": []}), "messages: must contain"),
-            (json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}), "temperature"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}), "n: only 1"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), "max_tokens"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}), "needs at least one tool"),
-            (json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "tool_call_id"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "only `text` and `image_url`"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}), "image_url.url"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}), "response_format.type"),
+            (
+                json!({"model": "m", "messages": []}),
+                "messages: must contain",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+                "n: only 1",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+                "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+                "needs at least one tool",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "tool_call_id",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+                "only `text` and `image_url`",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
+                "image_url.url",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+                "response_format.type",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body.clone()).expect_err("invalid");

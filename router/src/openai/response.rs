@@ -95,7 +95,10 @@ mod tests {
         let done = Completion {
             model: "m".into(),
             text: "Paris.".into(),
-            usage: Usage { prompt_tokens: 10, completion_tokens: 3 },
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 3,
+            },
             finish: Some(FinishReason::StopSequence),
             ..Default::default()
         };
@@ -110,7 +113,11 @@ mod tests {
     fn tool_call_completion_has_null_content() {
         let done = Completion {
             model: "m".into(),
-            tool_calls: vec![ToolCall { id: "call_1".into(), name: "f".into(), arguments: "{}".into() }],
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+            }],
             finish: Some(FinishReason::ToolCalls),
             ..Default::default()
         };

@@ -73,7 +73,12 @@ impl ChunkRenderer {
                 let delta = self.delta(json!({"reasoning_content": text}));
                 vec![self.chunk(delta, None)]
             }
-            ChatEvent::ToolCall { index, id, name, arguments } => {
+            ChatEvent::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
                 let mut call = json!({"index": index, "function": {"arguments": arguments}});
                 if let Some(id) = id {
                     call["id"] = json!(id);
@@ -126,7 +131,10 @@ mod tests {
     use auxot_common::error::RemoteError;
 
     fn parse(payloads: &[String]) -> Vec<Value> {
-        payloads.iter().map(|p| serde_json::from_str(p).expect("json")).collect()
+        payloads
+            .iter()
+            .map(|p| serde_json::from_str(p).expect("json"))
+            .collect()
     }
 
     #[test]
@@ -134,18 +142,30 @@ mod tests {
         let mut r = ChunkRenderer::new("chatcmpl-1".into(), 1, "auto".into(), true);
         let mut out = Vec::new();
         for event in [
-            ChatEvent::Start { model: "m".into(), worker: "w".into() },
+            ChatEvent::Start {
+                model: "m".into(),
+                worker: "w".into(),
+            },
             ChatEvent::Text { text: "Pa".into() },
             ChatEvent::Text { text: "ris".into() },
-            ChatEvent::Usage(Usage { prompt_tokens: 5, completion_tokens: 2 }),
-            ChatEvent::Finish { reason: FinishReason::Stop, stop_sequence: None },
+            ChatEvent::Usage(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 2,
+            }),
+            ChatEvent::Finish {
+                reason: FinishReason::Stop,
+                stop_sequence: None,
+            },
         ] {
             out.extend(r.on_event(&event));
         }
         let chunks = parse(&out);
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks[0]["model"], "m");
-        assert_eq!(chunks[0]["choices"][0]["delta"], json!({"content": "Pa", "role": "assistant"}));
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"],
+            json!({"content": "Pa", "role": "assistant"})
+        );
         assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "ris"}));
         assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[3]["choices"], json!([]));
@@ -156,13 +176,33 @@ mod tests {
     fn tool_call_deltas_carry_index_id_name_then_fragments() {
         let mut r = ChunkRenderer::new("c".into(), 1, "m".into(), false);
         let mut out = Vec::new();
-        out.extend(r.on_event(&ChatEvent::ToolCall { index: 0, id: Some("call_1".into()), name: Some("f".into()), arguments: "{\"a\"".into() }));
-        out.extend(r.on_event(&ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: ":1}".into() }));
-        out.extend(r.on_event(&ChatEvent::Finish { reason: FinishReason::ToolCalls, stop_sequence: None }));
+        out.extend(r.on_event(&ChatEvent::ToolCall {
+            index: 0,
+            id: Some("call_1".into()),
+            name: Some("f".into()),
+            arguments: "{\"a\"".into(),
+        }));
+        out.extend(r.on_event(&ChatEvent::ToolCall {
+            index: 0,
+            id: None,
+            name: None,
+            arguments: ":1}".into(),
+        }));
+        out.extend(r.on_event(&ChatEvent::Finish {
+            reason: FinishReason::ToolCalls,
+            stop_sequence: None,
+        }));
         let chunks = parse(&out);
         assert_eq!(chunks.len(), 3);
         let first = &chunks[0]["choices"][0]["delta"]["tool_calls"][0];
-        assert_eq!((first["index"].clone(), first["id"].clone(), first["type"].clone()), (json!(0), json!("call_1"), json!("function")));
+        assert_eq!(
+            (
+                first["index"].clone(),
+                first["id"].clone(),
+                first["type"].clone()
+            ),
+            (json!(0), json!("call_1"), json!("function"))
+        );
         assert_eq!(first["function"]["name"], "f");
         let second = &chunks[1]["choices"][0]["delta"]["tool_calls"][0];
         assert!(second.get("id").is_none());

@@ -307,7 +307,10 @@ mod tests {
 
     #[test]
     fn effort_values() {
-        assert!(matches!(reasoning_effort(Some("high")), Ok(Some(ReasoningEffort::High))));
+        assert!(matches!(
+            reasoning_effort(Some("high")),
+            Ok(Some(ReasoningEffort::High))
+        ));
         assert!(reasoning_effort(Some("max")).is_err());
         assert!(matches!(reasoning_effort(None), Ok(None)));
     }

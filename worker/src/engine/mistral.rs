@@ -85,7 +85,11 @@ fn resolve(options: &MistralOptions) -> anyhow::Result<Source> {
                 path.display()
             );
         }
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         return Ok(Source::LocalGguf {
             dir: dir.to_path_buf(),
             files: vec![file.to_string_lossy().into_owned()],
@@ -194,11 +198,15 @@ impl MistralEngine {
             Source::LocalDir(dir) => {
                 let builder = ModelBuilder::new(dir.display().to_string())
                     .with_token_source(TokenSource::None);
-                configure_auto(builder, options, template.as_deref()).build().await
+                configure_auto(builder, options, template.as_deref())
+                    .build()
+                    .await
             }
             Source::Hub(repo) => {
                 let builder = ModelBuilder::new(repo).with_token_source(hub_token);
-                configure_auto(builder, options, template.as_deref()).build().await
+                configure_auto(builder, options, template.as_deref())
+                    .build()
+                    .await
             }
         }
         .with_context(|| format!("loading model `{}`", options.model))?;
@@ -209,9 +217,7 @@ impl MistralEngine {
             .input
             .iter()
             .any(|m| matches!(m, SupportedModality::Vision));
-        let context_length = config
-            .max_seq_len
-            .and_then(|n| u32::try_from(n).ok());
+        let context_length = config.max_seq_len.and_then(|n| u32::try_from(n).ok());
         let device = if config.device.is_cuda() {
             device::detect_gpu()
         } else {
@@ -372,7 +378,10 @@ impl<'a> GenerationStream<'a> {
     }
 
     /// Handles one chunk; true when the generation is over.
-    fn on_chunk(&mut self, chunk: mistralrs::ChatCompletionChunkResponse) -> Result<bool, RemoteError> {
+    fn on_chunk(
+        &mut self,
+        chunk: mistralrs::ChatCompletionChunkResponse,
+    ) -> Result<bool, RemoteError> {
         self.chunks += 1;
         let mut engine_finish = None;
         for choice in chunk.choices {
@@ -487,7 +496,9 @@ impl Engine for MistralEngine {
         match reply.await {
             Ok(Some(Ok(ids))) => Ok(ids.len() as u32),
             Ok(Some(Err(e))) => Err(RemoteError::invalid(format!("tokenization failed: {e}"))),
-            _ => Err(RemoteError::internal("engine dropped the tokenization request")),
+            _ => Err(RemoteError::internal(
+                "engine dropped the tokenization request",
+            )),
         }
     }
 }
@@ -515,7 +526,9 @@ mod tests {
         let file_source = resolve(&options(&gguf.display().to_string())).expect("file");
         assert_eq!(default_model_id(&file_source), "Tiny-Model.Q4");
         let dir_source = resolve(&options(&dir.path().display().to_string())).expect("dir");
-        assert!(matches!(dir_source, Source::LocalGguf { ref files, .. } if files == &["Tiny-Model.Q4.gguf"]));
+        assert!(
+            matches!(dir_source, Source::LocalGguf { ref files, .. } if files == &["Tiny-Model.Q4.gguf"])
+        );
         assert_eq!(
             resolve(&options("HuggingFaceTB/SmolLM2-135M-Instruct")).expect("hub"),
             Source::Hub("HuggingFaceTB/SmolLM2-135M-Instruct".into())

@@ -66,7 +66,10 @@ impl StopMatcher {
         let cut = self.held.len() - keep;
         let emit = self.held[..cut].to_string();
         self.held.drain(..cut);
-        Step { emit, matched: None }
+        Step {
+            emit,
+            matched: None,
+        }
     }
 
     /// Length of the longest tail of the held text that starts some stop string.
@@ -128,7 +131,11 @@ mod tests {
         for (stops, pieces, text, matched) in cases {
             let (got, got_matched) = run(stops, pieces);
             assert_eq!(got, *text, "stops {stops:?} pieces {pieces:?}");
-            assert_eq!(got_matched.as_deref(), *matched, "stops {stops:?} pieces {pieces:?}");
+            assert_eq!(
+                got_matched.as_deref(),
+                *matched,
+                "stops {stops:?} pieces {pieces:?}"
+            );
         }
     }
 

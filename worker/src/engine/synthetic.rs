@@ -143,9 +143,26 @@ mod tests {
             events.push(e);
         }
         assert_eq!(events.len(), 5);
-        assert_eq!(events[0], ChatEvent::Text { text: "tok0 ".into() });
-        assert!(matches!(events[3], ChatEvent::Usage(Usage { completion_tokens: 3, .. })));
-        assert!(matches!(events[4], ChatEvent::Finish { reason: FinishReason::Stop, .. }));
+        assert_eq!(
+            events[0],
+            ChatEvent::Text {
+                text: "tok0 ".into()
+            }
+        );
+        assert!(matches!(
+            events[3],
+            ChatEvent::Usage(Usage {
+                completion_tokens: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            events[4],
+            ChatEvent::Finish {
+                reason: FinishReason::Stop,
+                ..
+            }
+        ));
     }
 
     #[test]

