@@ -9,7 +9,7 @@ MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 VENV := .venv
 CARGO_BUILD := $(CARGO) build --release --workspace --all-targets
 
-.PHONY: all build model run test test-rust test-clients bench lint fmt clean
+.PHONY: all build model venv run test bench lint fmt clean
 
 all: build
 
@@ -23,12 +23,20 @@ model: $(MODEL)
 $(MODEL):
 	./scripts/fetch-model.sh
 
+## venv: the official openai and anthropic Python packages, for the client-library tests
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tests/clients/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+	touch $@
+
 ## run: start a local cluster (one router, one worker, the bundled model); Ctrl-C stops it
 run: build model
 	./scripts/run-local.sh
 
 ## test: every test: unit, whole-cluster, official client libraries
-test: build model
+test: build model venv
 	$(CARGO) test --release --workspace
 	@echo "all tests passed"
 

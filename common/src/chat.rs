@@ -32,6 +32,10 @@ pub struct ChatRequest {
     /// Thinking settings for models that reason before answering.
     #[serde(default)]
     pub reasoning: Reasoning,
+    /// Ask the worker for the prompt's token count before the first token (a `Usage` event with
+    /// zero completion tokens), for dialects that report it at the start of a stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_first: bool,
 }
 
 impl ChatRequest {

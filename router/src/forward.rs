@@ -185,6 +185,11 @@ impl Forwarder {
         Ok(fitting)
     }
 
+    /// Whether some ready worker could serve `request` (model, images), without choosing one.
+    pub fn preflight(&self, request: &ChatRequest) -> Result<(), RouteError> {
+        self.candidates(request, &HashSet::new()).map(|_| ())
+    }
+
     /// Chooses a worker for `request` that has not been tried yet.
     fn pick(
         &self,

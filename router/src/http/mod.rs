@@ -18,6 +18,7 @@ use warp::Filter as _;
 use crate::state::AppState;
 
 pub mod error;
+pub mod generate;
 pub mod health;
 pub mod sse;
 

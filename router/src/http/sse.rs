@@ -19,8 +19,6 @@ use crate::forward::ChatStream;
 
 /// Turns canonical events into SSE frames for one dialect.
 pub trait SseRenderer: Send + 'static {
-    /// Frames to send before any event (Anthropic's `message_start`).
-    fn open(&mut self, stream: &ChatStream) -> Vec<Event>;
     fn on_event(&mut self, event: &ChatEvent) -> Vec<Event>;
     /// Frames that end the stream (OpenAI's `[DONE]`, Anthropic's `message_stop`).
     fn close(&mut self) -> Vec<Event>;
@@ -42,11 +40,6 @@ pub fn named(name: &str, payload: impl AsRef<str>) -> Event {
 pub fn respond(mut stream: ChatStream, mut renderer: impl SseRenderer) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
-        for frame in renderer.open(&stream) {
-            if tx.send(frame).await.is_err() {
-                return;
-            }
-        }
         loop {
             let event = tokio::select! {
                 // The client went away; dropping `stream` cancels the generation.

@@ -1,7 +1,6 @@
 //! OpenAI endpoints: chat completions (JSON or SSE) and the models list.
 
 use auxot_common::chat::ChatEvent;
-use auxot_common::completion::Completion;
 use auxot_common::error::{ErrorKind, RemoteError};
 use warp::reply::Response;
 use warp::sse::Event;
@@ -9,31 +8,17 @@ use warp::sse::Event;
 use super::request::{translate, ChatCompletionRequest};
 use super::response;
 use super::stream::{ChunkRenderer, DONE};
-use crate::forward::ChatStream;
 use crate::http::error::{error_response, json_response, Dialect};
+use crate::http::generate;
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
-use crate::images;
 use crate::state::AppState;
 
 const DIALECT: Dialect = Dialect::OpenAi;
 
-/// Collects a whole generation.
-pub async fn collect(stream: &mut ChatStream) -> Completion {
-    let mut completion = Completion::new(stream.model.clone());
-    while let Some(event) = stream.next().await {
-        completion.apply(&event);
-    }
-    completion
-}
-
 struct OpenAiSse(ChunkRenderer);
 
 impl SseRenderer for OpenAiSse {
-    fn open(&mut self, _stream: &ChatStream) -> Vec<Event> {
-        Vec::new()
-    }
-
     fn on_event(&mut self, event: &ChatEvent) -> Vec<Event> {
         self.0.on_event(event).into_iter().map(sse::data).collect()
     }
@@ -54,21 +39,13 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
             )
         }
     };
-    let mut translated = match translate(parsed) {
+    let translated = match translate(parsed) {
         Ok(t) => t,
         Err(e) => return error_response(DIALECT, &e),
     };
-    if !translated.images.is_empty() {
-        let pending = std::mem::take(&mut translated.images);
-        if let Err(e) =
-            images::fetch_all(&state.http_client, &mut translated.request, pending).await
-        {
-            return error_response(DIALECT, &e);
-        }
-    }
-    let mut stream = match state.forwarder.chat(&translated.request).await {
+    let mut stream = match generate::start(state, translated.request, translated.images).await {
         Ok(stream) => stream,
-        Err(e) => return error_response(DIALECT, &e.to_remote()),
+        Err(e) => return error_response(DIALECT, &e),
     };
     let id = ids::completion_id();
     let created = ids::unix_now();
@@ -77,17 +54,9 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
             ChunkRenderer::new(id, created, stream.model.clone(), translated.include_usage);
         return sse::respond(stream, OpenAiSse(renderer));
     }
-    let completion = collect(&mut stream).await;
-    match &completion.error {
-        Some(error) => error_response(DIALECT, error),
-        None if completion.finish.is_none() => error_response(
-            DIALECT,
-            &RemoteError::new(
-                ErrorKind::Upstream,
-                "the worker ended the generation without finishing it",
-            ),
-        ),
-        None => json_response(200, &response::completion(&id, created, &completion)),
+    match generate::collect(&mut stream).await {
+        Ok(completion) => json_response(200, &response::completion(&id, created, &completion)),
+        Err(error) => error_response(DIALECT, &error),
     }
 }
 

@@ -380,6 +380,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, RemoteError
                 effort: input.reasoning_effort,
                 budget_tokens: None,
             },
+            usage_first: false,
         },
         stream: input.stream,
         include_usage: input.stream_options.is_some_and(|o| o.include_usage),

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
-use auxot_common::chat::{ChatRequest, Message, Part, Role, Sampling, ToolChoice, ToolSpec};
+use auxot_common::chat::{
+    ChatRequest, Message, Part, ResponseFormat, Role, Sampling, ToolChoice, ToolSpec,
+};
 use auxot_common::error::RemoteError;
 use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::ReasoningEffort;
-use mistralrs::{Function, MessageContent, SamplingParams, StopTokens, Tool, ToolType};
+use mistralrs::{Constraint, Function, MessageContent, SamplingParams, StopTokens, Tool, ToolType};
 use serde_json::{json, Value};
 
 /// A chat in the shape mistral.rs's chat templates consume.
@@ -211,6 +213,159 @@ pub fn reasoning_effort(effort: Option<&str>) -> Result<Option<ReasoningEffort>,
     }
 }
 
+/// What the generated text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The answer, streamed as text.
+    Text,
+    /// The JSON arguments of a call to this tool, streamed as tool-call fragments.
+    ToolArguments { name: String },
+    /// `{"name": ..., "arguments": {...}}` choosing one of several tools; parsed at the end.
+    ToolSelection,
+}
+
+/// A request ready for the engine: messages, tools and the decoding constraint.
+pub struct Prepared {
+    pub chat: EngineChat,
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<mistralrs::ToolChoice>,
+    pub constraint: Constraint,
+    pub output: Output,
+    pub enable_thinking: Option<bool>,
+    pub reasoning_effort: Option<ReasoningEffort>,
+}
+
+fn find_tool<'a>(tools: &'a [ToolSpec], name: &str) -> Result<&'a ToolSpec, RemoteError> {
+    tools
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| RemoteError::invalid(format!("tool_choice names `{name}`, which is not in tools")))
+}
+
+/// A schema the engine can enforce for a tool's arguments: an object schema as given, or any
+/// object when the tool declared none.
+fn arguments_schema(tool: &ToolSpec) -> Value {
+    match &tool.parameters {
+        Value::Object(map) if !map.is_empty() => tool.parameters.clone(),
+        _ => json!({"type": "object"}),
+    }
+}
+
+/// Tells the model which call is expected: small models need the hint to fill the arguments
+/// sensibly, even though the constraint alone guarantees their shape.
+fn forced_hint(tools: &[&ToolSpec], single: bool) -> String {
+    let listing: Vec<String> = tools
+        .iter()
+        .map(|t| {
+            if t.description.is_empty() {
+                format!("- {}", t.name)
+            } else {
+                format!("- {}: {}", t.name, t.description)
+            }
+        })
+        .collect();
+    if single {
+        format!(
+            "Call the function `{}` now. Reply with only its JSON arguments.\n{}",
+            tools[0].name,
+            listing.join("\n")
+        )
+    } else {
+        format!(
+            "Call one of these functions now. Reply with only a JSON object {{\"name\": <function>, \"arguments\": {{...}}}}.\n{}",
+            listing.join("\n")
+        )
+    }
+}
+
+/// Puts `hint` into the system prompt (appended to an existing one, or as a new first message).
+fn add_system_hint(messages: &mut EngineMessages, hint: &str) {
+    if let Some(first) = messages.first_mut() {
+        let is_system = matches!(first.get("role"), Some(Either::Left(role)) if role == "system");
+        if is_system {
+            if let Some(Either::Left(content)) = first.get_mut("content") {
+                content.push_str("\n\n");
+                content.push_str(hint);
+                return;
+            }
+        }
+    }
+    messages.insert(
+        0,
+        IndexMap::from([
+            ("role".to_string(), text("system")),
+            ("content".to_string(), text(hint)),
+        ]),
+    );
+}
+
+/// Everything the engine needs for `request`. Token counting uses the same preparation, so a
+/// count equals the prompt the generation will use.
+pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
+    let mut chat = chat(request)?;
+    let reasoning_effort = reasoning_effort(request.reasoning.effort.as_deref())?;
+    let forced: Option<Vec<&ToolSpec>> = match &request.tool_choice {
+        ToolChoice::Function(name) => Some(vec![find_tool(&request.tools, name)?]),
+        ToolChoice::Required if request.tools.is_empty() => {
+            return Err(RemoteError::invalid("a required tool call needs at least one tool"))
+        }
+        ToolChoice::Required => Some(request.tools.iter().collect()),
+        ToolChoice::Auto | ToolChoice::None => None,
+    };
+    let (constraint, output, tools, choice) = match forced {
+        Some(forced) if forced.len() == 1 => {
+            add_system_hint(&mut chat.messages, &forced_hint(&forced, true));
+            (
+                Constraint::JsonSchema(arguments_schema(forced[0])),
+                Output::ToolArguments {
+                    name: forced[0].name.clone(),
+                },
+                None,
+                None,
+            )
+        }
+        Some(forced) => {
+            add_system_hint(&mut chat.messages, &forced_hint(&forced, false));
+            let alternatives: Vec<Value> = forced
+                .iter()
+                .map(|t| {
+                    json!({
+                        "type": "object",
+                        "properties": {"name": {"const": t.name}, "arguments": arguments_schema(t)},
+                        "required": ["name", "arguments"],
+                        "additionalProperties": false,
+                    })
+                })
+                .collect();
+            (
+                Constraint::JsonSchema(json!({"anyOf": alternatives})),
+                Output::ToolSelection,
+                None,
+                None,
+            )
+        }
+        None => {
+            let constraint = match &request.response_format {
+                ResponseFormat::Text => Constraint::None,
+                ResponseFormat::JsonObject => Constraint::JsonSchema(json!({"type": "object"})),
+                ResponseFormat::JsonSchema { schema, .. } => Constraint::JsonSchema(schema.clone()),
+            };
+            let tools = tools(&request.tools);
+            let choice = tool_choice(&request.tool_choice, tools.is_some());
+            (constraint, Output::Text, tools, choice)
+        }
+    };
+    Ok(Prepared {
+        chat,
+        tools,
+        tool_choice: choice,
+        constraint,
+        output,
+        enable_thinking: request.reasoning.enabled,
+        reasoning_effort,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +468,71 @@ mod tests {
         ));
         assert!(reasoning_effort(Some("max")).is_err());
         assert!(matches!(reasoning_effort(None), Ok(None)));
+    }
+
+    fn weather_tools() -> Vec<ToolSpec> {
+        vec![
+            ToolSpec {
+                name: "get_weather".into(),
+                description: "Weather for a city".into(),
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            },
+            ToolSpec {
+                name: "get_time".into(),
+                description: String::new(),
+                parameters: json!({}),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_named_tool_is_forced_with_its_schema() {
+        let request = ChatRequest {
+            messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "Paris?")],
+            tools: weather_tools(),
+            tool_choice: ToolChoice::Function("get_weather".into()),
+            ..Default::default()
+        };
+        let prepared = prepare(&request).expect("prepare");
+        assert_eq!(prepared.output, Output::ToolArguments { name: "get_weather".into() });
+        assert!(matches!(prepared.constraint, Constraint::JsonSchema(ref s) if s["required"][0] == "city"));
+        assert!(prepared.tools.is_none(), "the engine must not parse tool calls out of constrained text");
+        let system = left(&prepared.chat.messages[0]["content"]);
+        assert!(system.starts_with("be brief") && system.contains("get_weather"), "{system}");
+        assert_eq!(prepared.chat.messages.len(), 2);
+    }
+
+    #[test]
+    fn required_with_several_tools_selects_among_them() {
+        let request = ChatRequest {
+            messages: vec![Message::text(Role::User, "?")],
+            tools: weather_tools(),
+            tool_choice: ToolChoice::Required,
+            ..Default::default()
+        };
+        let prepared = prepare(&request).expect("prepare");
+        assert_eq!(prepared.output, Output::ToolSelection);
+        let Constraint::JsonSchema(schema) = &prepared.constraint else { panic!("constraint") };
+        assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2));
+        assert_eq!(schema["anyOf"][1]["properties"]["arguments"], json!({"type": "object"}));
+        assert_eq!(left(&prepared.chat.messages[0]["role"]), "system");
+    }
+
+    #[test]
+    fn response_formats_become_constraints_and_auto_tools_pass_through() {
+        let mut request = ChatRequest {
+            messages: vec![Message::text(Role::User, "?")],
+            response_format: ResponseFormat::JsonObject,
+            ..Default::default()
+        };
+        assert!(matches!(prepare(&request).expect("prepare").constraint, Constraint::JsonSchema(_)));
+        request.response_format = ResponseFormat::Text;
+        request.tools = weather_tools();
+        let prepared = prepare(&request).expect("prepare");
+        assert!(matches!(prepared.constraint, Constraint::None));
+        assert_eq!(prepared.tools.map(|t| t.len()), Some(2));
+        assert!(matches!(prepared.tool_choice, Some(mistralrs::ToolChoice::Auto)));
+        request.tool_choice = ToolChoice::Function("nope".into());
+        assert!(prepare(&request).is_err());
     }
 }

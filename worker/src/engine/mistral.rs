@@ -16,13 +16,13 @@ use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use either::Either;
 use mistralrs::core::{RequestMessage, SupportedModality, TokenizationRequest};
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, ModelBuilder, NormalRequest, Request, Response,
+    GgufModelBuilder, Model, ModelBuilder, NormalRequest, Request, Response,
     TokenSource,
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tracing::info;
 
-use super::convert;
+use super::convert::{self, Output};
 use super::stops::StopMatcher;
 use super::Engine;
 use crate::device;
@@ -250,15 +250,29 @@ impl MistralEngine {
         request: ChatRequest,
         events: &UnboundedSender<ChatEvent>,
     ) -> Result<(), RemoteError> {
-        let chat = convert::chat(&request)?;
-        if !chat.images.is_empty() && !self.info.vision {
+        let prepared = convert::prepare(&request)?;
+        if !prepared.chat.images.is_empty() && !self.info.vision {
             return Err(RemoteError::invalid(format!(
                 "model `{}` does not accept images",
                 self.info.id
             )));
         }
-        let enable_thinking = request.reasoning.enabled;
-        let reasoning_effort = convert::reasoning_effort(request.reasoning.effort.as_deref())?;
+        if request.usage_first {
+            let prompt_tokens = self.count_prepared(&prepared).await?;
+            let _ = events.send(ChatEvent::Usage(Usage {
+                prompt_tokens,
+                completion_tokens: 0,
+            }));
+        }
+        let convert::Prepared {
+            chat,
+            tools,
+            tool_choice,
+            constraint,
+            output,
+            enable_thinking,
+            reasoning_effort,
+        } = prepared;
         let messages = if chat.images.is_empty() {
             RequestMessage::Chat {
                 messages: chat.messages,
@@ -275,8 +289,6 @@ impl MistralEngine {
                 reasoning_effort,
             }
         };
-        let tools = convert::tools(&request.tools);
-        let tool_choice = convert::tool_choice(&request.tool_choice, tools.is_some());
         let (tx, mut rx) = mpsc::channel(256);
         let normal = NormalRequest {
             messages,
@@ -285,7 +297,7 @@ impl MistralEngine {
             return_logprobs: false,
             is_streaming: true,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            constraint: Constraint::None,
+            constraint,
             suffix: None,
             tools,
             tool_choice,
@@ -300,7 +312,7 @@ impl MistralEngine {
             .await
             .map_err(|_| RemoteError::internal("engine stopped"))?;
 
-        let mut stream = GenerationStream::new(&request, events);
+        let mut stream = GenerationStream::new(&request, output, events);
         loop {
             let response = tokio::select! {
                 // Returning drops `rx`: the engine cancels the sequence at its next step.
@@ -329,6 +341,33 @@ impl MistralEngine {
             }
         }
     }
+
+    /// Prompt tokens of a prepared request, exactly as the engine will build the prompt.
+    async fn count_prepared(&self, prepared: &convert::Prepared) -> Result<u32, RemoteError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let tokenize = Request::Tokenize(TokenizationRequest {
+            text: Either::Left(prepared.chat.messages.clone()),
+            tools: prepared.tools.clone(),
+            add_generation_prompt: true,
+            // Exactly what the engine does when it prepares a chat prompt.
+            add_special_tokens: true,
+            enable_thinking: prepared.enable_thinking,
+            reasoning_effort: prepared.reasoning_effort,
+            response: tx,
+        });
+        self.sender()?
+            .send(tokenize)
+            .await
+            .map_err(|_| RemoteError::internal("engine stopped"))?;
+        // The engine panics if the reply receiver is gone when it answers, so the receiver lives
+        // in a detached task that outlives a caller who gives up.
+        let reply = tokio::spawn(async move { rx.recv().await });
+        match reply.await {
+            Ok(Some(Ok(ids))) => Ok(ids.len() as u32),
+            Ok(Some(Err(e))) => Err(RemoteError::invalid(format!("tokenization failed: {e}"))),
+            _ => Err(RemoteError::internal("engine dropped the tokenization request")),
+        }
+    }
 }
 
 fn configure_auto(
@@ -352,23 +391,38 @@ fn configure_auto(
 /// Turns engine chunks into canonical events for one generation.
 struct GenerationStream<'a> {
     events: &'a UnboundedSender<ChatEvent>,
+    output: Output,
     stops: StopMatcher,
     /// Set once a stop string matched; later text is dropped.
     stopped_by: Option<String>,
     chunks_after_stop: usize,
     chunks: u32,
     tool_calls: u32,
+    /// Constrained text of a tool selection, parsed when the generation ends.
+    selection: String,
+}
+
+/// A fresh tool-call id, in OpenAI's `call_` form.
+fn call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
 }
 
 impl<'a> GenerationStream<'a> {
-    fn new(request: &ChatRequest, events: &'a UnboundedSender<ChatEvent>) -> Self {
+    fn new(request: &ChatRequest, output: Output, events: &'a UnboundedSender<ChatEvent>) -> Self {
+        // Stop strings apply to answers, not to the JSON of a forced tool call.
+        let stops = match output {
+            Output::Text => StopMatcher::new(&request.sampling.stop),
+            _ => StopMatcher::new(&[]),
+        };
         GenerationStream {
             events,
-            stops: StopMatcher::new(&request.sampling.stop),
+            output,
+            stops,
             stopped_by: None,
             chunks_after_stop: 0,
             chunks: 0,
             tool_calls: 0,
+            selection: String::new(),
         }
     }
 
@@ -377,11 +431,50 @@ impl<'a> GenerationStream<'a> {
         let _ = self.events.send(event);
     }
 
+    fn on_text(&mut self, text: String) {
+        match &self.output {
+            Output::Text => {
+                let step = self.stops.push(&text);
+                if !step.emit.is_empty() {
+                    self.send(ChatEvent::Text { text: step.emit });
+                }
+                self.stopped_by = step.matched;
+            }
+            Output::ToolArguments { name } => {
+                let first = self.tool_calls == 0;
+                let name = name.clone();
+                self.send(ChatEvent::ToolCall {
+                    index: 0,
+                    id: first.then(call_id),
+                    name: first.then_some(name),
+                    arguments: text,
+                });
+                self.tool_calls = 1;
+            }
+            Output::ToolSelection => self.selection.push_str(&text),
+        }
+    }
+
+    /// Emits the call chosen in a tool selection.
+    fn finish_selection(&mut self) -> Result<(), RemoteError> {
+        let parsed: serde_json::Value = serde_json::from_str(&self.selection).map_err(|e| {
+            RemoteError::internal(format!(
+                "the model did not complete its tool call (raise max_tokens?): {e}"
+            ))
+        })?;
+        let name = parsed["name"].as_str().unwrap_or_default().to_string();
+        self.send(ChatEvent::ToolCall {
+            index: 0,
+            id: Some(call_id()),
+            name: Some(name),
+            arguments: parsed["arguments"].to_string(),
+        });
+        self.tool_calls = 1;
+        Ok(())
+    }
+
     /// Handles one chunk; true when the generation is over.
-    fn on_chunk(
-        &mut self,
-        chunk: mistralrs::ChatCompletionChunkResponse,
-    ) -> Result<bool, RemoteError> {
+    fn on_chunk(&mut self, chunk: mistralrs::ChatCompletionChunkResponse) -> Result<bool, RemoteError> {
         self.chunks += 1;
         let mut engine_finish = None;
         for choice in chunk.choices {
@@ -389,12 +482,8 @@ impl<'a> GenerationStream<'a> {
                 if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
                     self.send(ChatEvent::Reasoning { text });
                 }
-                if let Some(text) = choice.delta.content {
-                    let step = self.stops.push(&text);
-                    if !step.emit.is_empty() {
-                        self.send(ChatEvent::Text { text: step.emit });
-                    }
-                    self.stopped_by = step.matched;
+                if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                    self.on_text(text);
                 }
                 for call in choice.delta.tool_calls.unwrap_or_default() {
                     self.send(ChatEvent::ToolCall {
@@ -420,11 +509,24 @@ impl<'a> GenerationStream<'a> {
         if engine_finish.is_none() && !gave_up_waiting {
             return Ok(false);
         }
-        if self.stopped_by.is_none() {
-            let rest = self.stops.finish();
-            if !rest.is_empty() {
-                self.send(ChatEvent::Text { text: rest });
+        let length = engine_finish.as_deref() == Some("length");
+        if engine_finish.as_deref() == Some("canceled") {
+            return Err(RemoteError::internal("the engine cancelled the generation"));
+        }
+        match self.output {
+            Output::Text if self.stopped_by.is_none() => {
+                let rest = self.stops.finish();
+                if !rest.is_empty() {
+                    self.send(ChatEvent::Text { text: rest });
+                }
             }
+            Output::ToolSelection if !length => self.finish_selection()?,
+            Output::ToolSelection => {
+                return Err(RemoteError::invalid(
+                    "max_tokens ran out before the model completed its tool call",
+                ))
+            }
+            _ => {}
         }
         self.send(ChatEvent::Usage(usage.unwrap_or(Usage {
             prompt_tokens: 0,
@@ -432,17 +534,12 @@ impl<'a> GenerationStream<'a> {
         })));
         let reason = if self.stopped_by.is_some() {
             FinishReason::StopSequence
-        } else if self.tool_calls > 0 {
+        } else if length {
+            FinishReason::Length
+        } else if self.tool_calls > 0 || engine_finish.as_deref() == Some("tool_calls") {
             FinishReason::ToolCalls
         } else {
-            match engine_finish.as_deref() {
-                Some("length") => FinishReason::Length,
-                Some("tool_calls") => FinishReason::ToolCalls,
-                Some("canceled") => {
-                    return Err(RemoteError::internal("the engine cancelled the generation"))
-                }
-                _ => FinishReason::Stop,
-            }
+            FinishReason::Stop
         };
         let stop_sequence = self.stopped_by.take();
         self.send(ChatEvent::Finish {
@@ -474,32 +571,8 @@ impl Engine for MistralEngine {
     }
 
     async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, RemoteError> {
-        let chat = convert::chat(request)?;
-        let (tx, mut rx) = mpsc::channel(1);
-        let tokenize = Request::Tokenize(TokenizationRequest {
-            text: Either::Left(chat.messages),
-            tools: convert::tools(&request.tools),
-            add_generation_prompt: true,
-            // Exactly what the engine does when it prepares a chat prompt.
-            add_special_tokens: true,
-            enable_thinking: request.reasoning.enabled,
-            reasoning_effort: convert::reasoning_effort(request.reasoning.effort.as_deref())?,
-            response: tx,
-        });
-        self.sender()?
-            .send(tokenize)
-            .await
-            .map_err(|_| RemoteError::internal("engine stopped"))?;
-        // The engine panics if the reply receiver is gone when it answers, so the receiver lives
-        // in a detached task that outlives a caller who gives up.
-        let reply = tokio::spawn(async move { rx.recv().await });
-        match reply.await {
-            Ok(Some(Ok(ids))) => Ok(ids.len() as u32),
-            Ok(Some(Err(e))) => Err(RemoteError::invalid(format!("tokenization failed: {e}"))),
-            _ => Err(RemoteError::internal(
-                "engine dropped the tokenization request",
-            )),
-        }
+        let prepared = convert::prepare(request)?;
+        self.count_prepared(&prepared).await
     }
 }
 
