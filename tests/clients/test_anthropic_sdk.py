@@ -11,6 +11,10 @@ WEATHER_TOOL = {
 }
 
 
+# anthropic 2.x no longer takes `temperature` as an argument; auxot still honours it in the body.
+GREEDY = {"temperature": 0}
+
+
 @pytest.fixture(scope="module")
 def client(base_url, api_key):
     return anthropic.Anthropic(base_url=f"{base_url}/api/anthropic", api_key=api_key, max_retries=0)
@@ -20,7 +24,7 @@ def ask(client, model, **extra):
     return client.messages.create(
         model=model,
         max_tokens=40,
-        temperature=0,
+        extra_body=GREEDY,
         messages=[{"role": "user", "content": QUESTION}],
         **extra,
     )
@@ -40,7 +44,7 @@ def test_stream_helper_parses_every_event(client, model):
     with client.messages.stream(
         model=model,
         max_tokens=40,
-        temperature=0,
+        extra_body=GREEDY,
         messages=[{"role": "user", "content": QUESTION}],
     ) as stream:
         text = "".join(stream.text_stream)
@@ -56,7 +60,7 @@ def test_system_prompt_and_stop_sequences(client, model):
     message = client.messages.create(
         model=model,
         max_tokens=40,
-        temperature=0,
+        extra_body=GREEDY,
         system=[{"type": "text", "text": "You are a geography teacher."}],
         stop_sequences=["Paris"],
         messages=[{"role": "user", "content": QUESTION}],
@@ -94,7 +98,7 @@ def test_forced_tool_use_has_valid_input(client, model):
     message = client.messages.create(
         model=model,
         max_tokens=60,
-        temperature=0,
+        extra_body=GREEDY,
         tools=[WEATHER_TOOL],
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "What's the weather like in Paris today?"}],
@@ -109,7 +113,7 @@ def test_forced_tool_use_has_valid_input(client, model):
     follow_up = client.messages.create(
         model=model,
         max_tokens=40,
-        temperature=0,
+        extra_body=GREEDY,
         tools=[WEATHER_TOOL],
         messages=[
             {"role": "user", "content": "What's the weather like in Paris today?"},
@@ -124,7 +128,7 @@ def test_streamed_tool_use_any(client, model):
     with client.messages.stream(
         model=model,
         max_tokens=60,
-        temperature=0,
+        extra_body=GREEDY,
         tools=[WEATHER_TOOL],
         tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "What's the weather like in Paris today?"}],

@@ -16,8 +16,8 @@ use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use either::Either;
 use mistralrs::core::{RequestMessage, SupportedModality, TokenizationRequest};
 use mistralrs::{
-    GgufModelBuilder, Model, ModelBuilder, NormalRequest, Request, Response,
-    TokenSource,
+    Constraint, GgufModelBuilder, Model, ModelBuilder, NormalRequest, Request, Response,
+    StopTokens, TokenSource,
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tracing::info;
@@ -153,7 +153,23 @@ pub struct MistralEngine {
     device: DeviceInfo,
     capacity: u32,
     next_id: AtomicUsize,
+    /// Token ids that end a constrained (JSON) generation; see [`GRAMMAR_END_TOKENS`].
+    grammar_end_tokens: Vec<u32>,
 }
+
+/// The end-of-text tokens llguidance may force once a grammar is complete. mistral.rs stops
+/// only on the chat template's end-of-turn token, which for many models (SmolLM2, Qwen) is a
+/// different one, so without these a finished JSON answer would run on to `max_tokens`.
+const GRAMMAR_END_TOKENS: &[&str] = &[
+    "</s>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<｜end▁of▁sentence｜>",
+    "<eos>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+];
 
 impl MistralEngine {
     /// Loads the model; takes from a second (a small GGUF on CPU) to minutes (a hub download).
@@ -224,7 +240,7 @@ impl MistralEngine {
             DeviceInfo::cpu()
         };
         info!(model = %id, ?context_length, vision, device = %device.name, "model loaded");
-        Ok(MistralEngine {
+        let mut engine = MistralEngine {
             model,
             info: ModelInfo {
                 id,
@@ -235,7 +251,10 @@ impl MistralEngine {
             device,
             capacity: options.max_seqs as u32,
             next_id: AtomicUsize::new(1),
-        })
+            grammar_end_tokens: Vec::new(),
+        };
+        engine.grammar_end_tokens = engine.find_grammar_end_tokens().await;
+        Ok(engine)
     }
 
     fn sender(&self) -> Result<tokio::sync::mpsc::Sender<Request>, RemoteError> {
@@ -289,10 +308,14 @@ impl MistralEngine {
                 reasoning_effort,
             }
         };
+        let mut sampling_params = convert::sampling(&request.sampling);
+        if !matches!(constraint, Constraint::None) && !self.grammar_end_tokens.is_empty() {
+            sampling_params.stop_toks = Some(StopTokens::Ids(self.grammar_end_tokens.clone()));
+        }
         let (tx, mut rx) = mpsc::channel(256);
         let normal = NormalRequest {
             messages,
-            sampling_params: convert::sampling(&request.sampling),
+            sampling_params,
             response: tx,
             return_logprobs: false,
             is_streaming: true,
@@ -340,6 +363,44 @@ impl MistralEngine {
                 _ => {}
             }
         }
+    }
+
+    /// Tokenizes `text` (no special tokens added), via a detached receiver as the engine
+    /// requires.
+    async fn tokenize_text(&self, text: &str) -> Result<Vec<u32>, RemoteError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let tokenize = Request::Tokenize(TokenizationRequest {
+            text: Either::Right(text.to_string()),
+            tools: None,
+            add_generation_prompt: false,
+            add_special_tokens: false,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        });
+        self.sender()?
+            .send(tokenize)
+            .await
+            .map_err(|_| RemoteError::internal("engine stopped"))?;
+        let reply = tokio::spawn(async move { rx.recv().await });
+        match reply.await {
+            Ok(Some(Ok(ids))) => Ok(ids),
+            Ok(Some(Err(e))) => Err(RemoteError::internal(format!("tokenization failed: {e}"))),
+            _ => Err(RemoteError::internal("engine dropped the tokenization request")),
+        }
+    }
+
+    /// The ids of the [`GRAMMAR_END_TOKENS`] this tokenizer has as single tokens.
+    async fn find_grammar_end_tokens(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for token in GRAMMAR_END_TOKENS {
+            if let Ok(found) = self.tokenize_text(token).await {
+                if let [id] = found.as_slice() {
+                    ids.push(*id);
+                }
+            }
+        }
+        ids
     }
 
     /// Prompt tokens of a prepared request, exactly as the engine will build the prompt.
