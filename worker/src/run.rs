@@ -75,11 +75,13 @@ async fn load_engine(args: &JoinArgs) -> anyhow::Result<Option<Arc<dyn Engine>>>
     }
 }
 
-fn load_tools(args: &JoinArgs) -> anyhow::Result<Option<Arc<ToolRunner>>> {
+async fn load_tools(args: &JoinArgs) -> anyhow::Result<Option<Arc<ToolRunner>>> {
     match &args.tools {
         None => Ok(None),
         Some(path) => {
+            // Starts the file's MCP servers, so it is async.
             let runner = crate::tools::config::load(path)
+                .await
                 .with_context(|| format!("loading tools configuration {}", path.display()))?;
             Ok(Some(Arc::new(runner)))
         }
@@ -89,7 +91,7 @@ fn load_tools(args: &JoinArgs) -> anyhow::Result<Option<Arc<ToolRunner>>> {
 /// Runs the worker until it is stopped.
 pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     let secret = ClusterSecret::from_join_token(&args.token).context("invalid --token")?;
-    let tools = load_tools(&args)?;
+    let tools = load_tools(&args).await?;
 
     // Bind QUIC first: its port is part of the default node id, and a taken port should fail
     // before minutes of model loading.

@@ -1,11 +1,60 @@
-//! The tools configuration file (TOML) of a tools worker.
+//! The tools configuration file (TOML) of a tools worker: its format, its checks, and building
+//! the [`ToolRunner`] it describes.
+//!
+//! Every section rejects unknown fields, so a misspelt setting stops the worker at start with the
+//! line it is on instead of being silently ignored. `web_search` and `web_fetch` are built in and
+//! always listed; an unconfigured `web_search` is listed as unavailable, so a router can tell a
+//! user which setting is missing rather than claiming the tool does not exist. MCP servers are
+//! started here, at load, because their tool lists are only known once they answer.
+//!
+//! ```toml
+//! [limits]
+//! timeout_secs = 30
+//! max_output_bytes = 1048576
+//!
+//! [web_search]
+//! backend = "searxng"            # or "brave"
+//! url = "http://searxng:8888"    # SearxNG base URL; for Brave, an optional API base override
+//! # api_key = "..."              # Brave; or the BRAVE_API_KEY environment variable
+//! max_results = 5
+//!
+//! [web_fetch]
+//! allow_private = false
+//! max_bytes = 2097152
+//! timeout_secs = 20
+//! max_redirects = 5
+//!
+//! [[command]]
+//! name = "word_count"
+//! description = "Counts the words of a text."
+//! parameters = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
+//! program = "python3"
+//! args = ["/opt/tools/word_count.py"]
+//! timeout_secs = 10
+//! env = { LANG = "C.UTF-8" }
+//! pass_env = ["SOME_TOKEN"]
+//!
+//! [[mcp]]
+//! name = "filesystem"
+//! command = "npx"
+//! args = ["-y", "@modelcontextprotocol/server-filesystem", "/srv/docs"]
+//! env = {}
+//! pass_env = []
+//! startup_timeout_secs = 60
+//! ```
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
-use super::{CallLimits, ToolRunner};
+use super::command::CommandTool;
+use super::web_fetch::WebFetch;
+use super::web_search::WebSearch;
+use super::{mcp, CallLimits, Tool, ToolRunner};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -13,6 +62,16 @@ use super::{CallLimits, ToolRunner};
 pub struct ToolsConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub web_search: WebSearchConfig,
+    #[serde(default)]
+    pub web_fetch: WebFetchConfig,
+    /// `[[command]]` entries: local programs exposed as tools.
+    #[serde(default, rename = "command")]
+    pub commands: Vec<CommandConfig>,
+    /// `[[mcp]]` entries: MCP servers over stdio whose tools are exposed.
+    #[serde(default, rename = "mcp")]
+    pub mcp_servers: Vec<McpConfig>,
 }
 
 /// Limits applied to every call.
@@ -42,14 +101,354 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Reads the file and builds the tools it describes.
-pub fn load(path: &Path) -> anyhow::Result<ToolRunner> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: ToolsConfig = toml::from_str(&text)?;
+/// Which search service `web_search` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    Searxng,
+    Brave,
+}
+
+/// `[web_search]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSearchConfig {
+    /// Absent: the tool is listed as unavailable.
+    pub backend: Option<SearchBackend>,
+    /// SearxNG base URL (required for SearxNG); for Brave, overrides the API base URL.
+    pub url: Option<String>,
+    /// Brave subscription token; `BRAVE_API_KEY` is used when this is absent.
+    pub api_key: Option<String>,
+    /// Results returned by default, and the most a caller may ask for.
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+}
+
+/// The most results a caller can get, whatever the configuration: Brave's own cap.
+pub const MAX_RESULTS_CAP: usize = 20;
+
+fn default_max_results() -> usize {
+    5
+}
+
+impl Default for WebSearchConfig {
+    fn default() -> Self {
+        WebSearchConfig {
+            backend: None,
+            url: None,
+            api_key: None,
+            max_results: default_max_results(),
+        }
+    }
+}
+
+/// `[web_fetch]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFetchConfig {
+    /// Allow loopback, private, link-local and other internal addresses (off: SSRF protection).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Bytes of a response body read at most; the rest is not downloaded.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub max_bytes: usize,
+    /// Time for the whole fetch, redirects and body included.
+    #[serde(default = "default_fetch_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: usize,
+}
+
+fn default_fetch_max_bytes() -> usize {
+    2 * 1024 * 1024
+}
+
+fn default_fetch_timeout_secs() -> u64 {
+    20
+}
+
+fn default_max_redirects() -> usize {
+    5
+}
+
+impl Default for WebFetchConfig {
+    fn default() -> Self {
+        WebFetchConfig {
+            allow_private: false,
+            max_bytes: default_fetch_max_bytes(),
+            timeout_secs: default_fetch_timeout_secs(),
+            max_redirects: default_max_redirects(),
+        }
+    }
+}
+
+/// One `[[command]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the input object; an object with no declared properties when absent.
+    #[serde(default = "empty_object_schema")]
+    pub parameters: serde_json::Value,
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Shorter limit than `[limits] timeout_secs` for this command.
+    pub timeout_secs: Option<u64>,
+    /// Variables set for the program.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the worker's own environment variables passed through (for secrets kept out of
+    /// this file).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+}
+
+fn empty_object_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+/// One `[[mcp]]`: an MCP server started as a child process, spoken to over stdio.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// A label for logs and errors; the tools keep the names the server gives them.
+    pub name: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Time to start, initialize and list tools (first runs of `npx` download packages).
+    #[serde(default = "default_startup_timeout_secs")]
+    pub startup_timeout_secs: u64,
+}
+
+fn default_startup_timeout_secs() -> u64 {
+    60
+}
+
+/// Reads the file and builds the tools it describes, starting its MCP servers.
+pub async fn load(path: &Path) -> anyhow::Result<ToolRunner> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    build(parse(&text)?).await
+}
+
+/// Parses and checks the file's text.
+pub fn parse(text: &str) -> anyhow::Result<ToolsConfig> {
+    let config: ToolsConfig = toml::from_str(text)?;
+    config.check()?;
+    Ok(config)
+}
+
+impl ToolsConfig {
+    /// Checks what serde cannot: values in range, names a model API accepts, unique names.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.limits.timeout_secs == 0 || self.limits.max_output_bytes == 0 {
+            bail!("[limits] timeout_secs and max_output_bytes must be greater than 0");
+        }
+        let search = &self.web_search;
+        if !(1..=MAX_RESULTS_CAP).contains(&search.max_results) {
+            bail!("[web_search] max_results must be between 1 and {MAX_RESULTS_CAP}");
+        }
+        if search.backend == Some(SearchBackend::Searxng) && search.url.is_none() {
+            bail!("[web_search] backend = \"searxng\" needs url, the SearxNG base URL (for example url = \"http://searxng:8888\")");
+        }
+        if let Some(url) = &search.url {
+            url::Url::parse(url)
+                .with_context(|| format!("[web_search] url {url:?} is not a URL"))?;
+        }
+        let fetch = &self.web_fetch;
+        if fetch.max_bytes == 0 || fetch.timeout_secs == 0 {
+            bail!("[web_fetch] max_bytes and timeout_secs must be greater than 0");
+        }
+        for command in &self.commands {
+            let what = format!("[[command]] `{}`", command.name);
+            check_tool_name(&command.name).with_context(|| what.clone())?;
+            if command.parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+                bail!("{what}: parameters must be a JSON Schema for an object, for example parameters = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }} }}, required = [\"text\"] }}");
+            }
+            if command.timeout_secs == Some(0) {
+                bail!("{what}: timeout_secs must be greater than 0");
+            }
+        }
+        for server in &self.mcp_servers {
+            if server.name.trim().is_empty() || server.command.trim().is_empty() {
+                bail!("every [[mcp]] needs a name (a label) and a command");
+            }
+        }
+        let labels = self.mcp_servers.iter().map(|server| &server.name);
+        if let Some(label) = first_duplicate(labels) {
+            bail!("two [[mcp]] entries are named `{label}`; give each a different name");
+        }
+        Ok(())
+    }
+}
+
+/// Tool names as model APIs accept them (OpenAI: `^[a-zA-Z0-9_-]{1,64}$`).
+pub fn check_tool_name(name: &str) -> anyhow::Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if name.is_empty() || name.len() > 64 || !valid_chars {
+        bail!("tool name {name:?} must be 1 to 64 letters, digits, `_` or `-`");
+    }
+    Ok(())
+}
+
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
+}
+
+/// Builds the tools: the built-ins, the commands, then each MCP server's tools.
+pub async fn build(config: ToolsConfig) -> anyhow::Result<ToolRunner> {
     let limits = CallLimits {
-        timeout: std::time::Duration::from_secs(config.limits.timeout_secs),
+        timeout: Duration::from_secs(config.limits.timeout_secs),
         max_output_bytes: config.limits.max_output_bytes,
     };
-    Ok(ToolRunner::new(Vec::new(), limits))
+    // Where each tool came from, to name both sides of a clash.
+    let mut tools: Vec<(String, Arc<dyn Tool>)> = vec![
+        (
+            "the built-in tools".into(),
+            Arc::new(WebSearch::new(
+                &config.web_search,
+                std::env::var("BRAVE_API_KEY").ok(),
+            )?),
+        ),
+        (
+            "the built-in tools".into(),
+            Arc::new(WebFetch::new(config.web_fetch.clone())),
+        ),
+    ];
+    for command in &config.commands {
+        let tool = CommandTool::new(command, limits.max_output_bytes);
+        tools.push(("[[command]]".into(), Arc::new(tool)));
+    }
+    let started = futures::future::try_join_all(config.mcp_servers.iter().map(mcp::start)).await?;
+    for (server, server_tools) in config.mcp_servers.iter().zip(started) {
+        for tool in server_tools {
+            tools.push((format!("[[mcp]] `{}`", server.name), Arc::new(tool)));
+        }
+    }
+
+    let mut sources: HashMap<String, &str> = HashMap::new();
+    for (source, tool) in &tools {
+        let name = tool.info().name;
+        if let Some(first) = sources.insert(name.clone(), source) {
+            bail!("tool `{name}` is defined twice, by {first} and by {source}; tool names must be unique (rename the [[command]], or drop one of the MCP servers)");
+        }
+    }
+    Ok(ToolRunner::new(
+        tools.into_iter().map(|(_, tool)| tool).collect(),
+        limits,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> String {
+        format!("{:#}", parse(text).expect_err("config must be refused"))
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = parse(
+            r#"
+            [limits]
+            timeout_secs = 10
+            [web_search]
+            backend = "brave"
+            api_key = "k"
+            max_results = 3
+            [web_fetch]
+            allow_private = true
+            max_bytes = 1000
+            [[command]]
+            name = "echo"
+            description = "Echoes."
+            parameters = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
+            program = "sh"
+            args = ["-c", "cat"]
+            env = { A = "1" }
+            [[mcp]]
+            name = "fs"
+            command = "mcp-fs"
+            args = ["/tmp"]
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(config.limits.timeout_secs, 10);
+        assert_eq!(config.web_search.backend, Some(SearchBackend::Brave));
+        assert_eq!(config.web_search.max_results, 3);
+        assert!(config.web_fetch.allow_private);
+        assert_eq!(config.web_fetch.max_redirects, 5);
+        assert_eq!(config.commands[0].parameters["required"][0], "text");
+        assert_eq!(config.commands[0].env["A"], "1");
+        assert_eq!(config.mcp_servers[0].args, ["/tmp"]);
+        assert_eq!(config.mcp_servers[0].startup_timeout_secs, 60);
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_messages_that_say_what_to_fix() {
+        let cases = [
+            ("[web_fetch]\nallow_privat = true", "unknown field `allow_privat`"),
+            ("[web_search]\nbackend = \"google\"", "unknown variant `google`"),
+            ("[web_search]\nbackend = \"searxng\"", "needs url"),
+            ("[web_search]\nmax_results = 0", "max_results must be between 1 and 20"),
+            ("[tools]\nx = 1", "unknown field `tools`"),
+            (
+                "[[command]]\nname = \"bad name\"\ndescription = \"d\"\nprogram = \"p\"",
+                "must be 1 to 64 letters",
+            ),
+            (
+                "[[command]]\nname = \"x\"\ndescription = \"d\"\nprogram = \"p\"\nparameters = { type = \"string\" }",
+                "parameters must be a JSON Schema for an object",
+            ),
+            (
+                "[[command]]\nname = \"x\"\nprogram = \"p\"",
+                "missing field `description`",
+            ),
+            (
+                "[[mcp]]\nname = \"a\"\ncommand = \"x\"\n[[mcp]]\nname = \"a\"\ncommand = \"y\"",
+                "two [[mcp]] entries are named `a`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = parse_err(text);
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_named_like_a_built_in_is_refused_at_load() {
+        let config =
+            parse("[[command]]\nname = \"web_fetch\"\ndescription = \"d\"\nprogram = \"true\"")
+                .expect("parses");
+        let message = format!("{:#}", build(config).await.err().expect("clash"));
+        assert!(
+            message.contains(
+                "tool `web_fetch` is defined twice, by the built-in tools and by [[command]]"
+            ),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_file_gives_the_two_built_ins() {
+        let runner = build(parse("").expect("empty file")).await.expect("builds");
+        let infos = runner.infos();
+        let names: Vec<_> = infos
+            .iter()
+            .map(|i| (i.name.as_str(), i.available))
+            .collect();
+        assert_eq!(names, [("web_fetch", true), ("web_search", false)]);
+    }
 }

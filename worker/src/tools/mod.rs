@@ -2,7 +2,11 @@
 //!
 //! Each tool is a [`Tool`]; the [`ToolRunner`] owns them, advertises them, and runs calls with a
 //! timeout and an output size cap so one misbehaving tool cannot hold a router's request forever
-//! or flood it.
+//! or flood it. The runner is the one place those limits are enforced; tools add only limits of
+//! their own kind (bytes downloaded, a command's shorter timeout).
+//!
+//! The tools: `web_search` and `web_fetch` (built in), `[[command]]` programs and the tools of
+//! `[[mcp]]` servers, all described by the file [`config`] reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +16,17 @@ use async_trait::async_trait;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult, ToolInfo};
 
+mod address_policy;
+mod command;
 pub mod config;
+mod http;
+mod input;
+mod mcp;
+mod process_env;
+#[cfg(test)]
+mod test_http;
+mod web_fetch;
+mod web_search;
 
 /// One tool.
 #[async_trait]
@@ -52,10 +66,6 @@ impl ToolRunner {
 
     pub fn infos(&self) -> Vec<ToolInfo> {
         self.tools.values().map(|t| t.info()).collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
     }
 
     /// Runs one call within the limits.
