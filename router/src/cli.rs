@@ -111,6 +111,15 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "p2c", env = "AUXOT_ROUTING")]
     pub routing: PolicyKind,
 
+    /// Milliseconds a request may wait for a free slot when every worker is at capacity, before
+    /// it is refused with 429 (OpenAI) or 529 (Anthropic).
+    #[arg(long, default_value_t = 5000, env = "AUXOT_QUEUE_TIMEOUT_MS")]
+    pub queue_timeout_ms: u64,
+
+    /// Requests that may wait for a slot at once; more are refused at once.
+    #[arg(long, default_value_t = 256, env = "AUXOT_MAX_QUEUED")]
+    pub max_queued: usize,
+
     /// Seconds to let open requests and streams finish after SIGTERM.
     #[arg(long, default_value_t = 30, env = "AUXOT_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: u64,

@@ -6,6 +6,7 @@
 //! retry, not an error. Client errors (bad request, unknown model) are never retried.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,31 @@ use crate::routing::Policy;
 
 /// Workers tried for one request before giving up.
 const MAX_ATTEMPTS: usize = 3;
+
+/// How long and how many requests may wait for capacity when every worker is full.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionLimits {
+    pub queue_timeout: Duration,
+    pub max_queued: usize,
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits {
+            queue_timeout: Duration::from_secs(5),
+            max_queued: 256,
+        }
+    }
+}
+
+/// A place in the admission queue, released on drop.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Why a request could not be forwarded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,6 +87,9 @@ pub struct Forwarder {
     registry: Arc<Registry>,
     pool: ConnectionPool,
     policy: Box<dyn Policy>,
+    limits: AdmissionLimits,
+    /// Requests waiting for capacity now.
+    queued: AtomicUsize,
 }
 
 /// A generation in progress on a worker.
@@ -134,11 +163,18 @@ enum Attempt<T> {
 }
 
 impl Forwarder {
-    pub fn new(registry: Arc<Registry>, pool: ConnectionPool, policy: Box<dyn Policy>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        pool: ConnectionPool,
+        policy: Box<dyn Policy>,
+        limits: AdmissionLimits,
+    ) -> Self {
         Forwarder {
             registry,
             pool,
             policy,
+            limits,
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -190,7 +226,8 @@ impl Forwarder {
         self.candidates(request, &HashSet::new()).map(|_| ())
     }
 
-    /// Chooses a worker for `request` that has not been tried yet.
+    /// Chooses a worker for `request` that has not been tried yet, without waiting: the policy's
+    /// choice among those with room, or among all when every one is full.
     fn pick(
         &self,
         request: &ChatRequest,
@@ -213,12 +250,49 @@ impl Forwarder {
         Ok(Some(pool[self.policy.select(pool)].clone()))
     }
 
+    /// Chooses a worker with room for a generation. When every candidate is at capacity the
+    /// request waits (bounded in time and in number) for a slot, then is refused as overloaded.
+    async fn admit(
+        &self,
+        request: &ChatRequest,
+        tried: &HashSet<String>,
+    ) -> Result<Option<Arc<WorkerView>>, RouteError> {
+        let deadline = tokio::time::Instant::now() + self.limits.queue_timeout;
+        let changed = self.registry.changed();
+        let mut place = None;
+        loop {
+            // Registered before looking, so a slot freed in between still wakes us.
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let candidates = self.candidates(request, tried)?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            let with_room: Vec<Arc<WorkerView>> =
+                candidates.into_iter().filter(|w| w.has_room()).collect();
+            if !with_room.is_empty() {
+                return Ok(Some(with_room[self.policy.select(&with_room)].clone()));
+            }
+            if place.is_none() {
+                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(RouteError::Overloaded(request.model.clone()));
+                }
+                place = Some(Queued(&self.queued));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(RouteError::Overloaded(request.model.clone()));
+            }
+        }
+    }
+
     /// Starts a generation, retrying on other workers until one produces output.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, RouteError> {
         let mut tried = HashSet::new();
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
-            let Some(worker) = self.pick(request, &tried)? else {
+            let Some(worker) = self.admit(request, &tried).await? else {
                 break;
             };
             tried.insert(worker.advert.node_id.clone());

@@ -44,8 +44,11 @@ impl WorkerView {
         self.advert.load.max(self.local.load(Ordering::Relaxed))
     }
 
+    /// Whether the worker can take another request now. Judged on [`Self::active`], not on the
+    /// routing load: the gossiped load already includes this router's own requests, and adding
+    /// them twice would call a worker full at half its capacity.
     pub fn has_room(&self) -> bool {
-        self.load() < self.advert.capacity.max(1)
+        self.active() < self.advert.capacity.max(1)
     }
 }
 

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::cli::ServeArgs;
-use crate::forward::Forwarder;
+use crate::forward::{AdmissionLimits, Forwarder};
 use crate::http;
 use crate::registry::Registry;
 use crate::state::AppState;
@@ -85,10 +85,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let registry = Arc::new(Registry::new());
     follow_gossip(&gossip, registry.clone()).await;
+    let limits = AdmissionLimits {
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        max_queued: args.max_queued,
+    };
     let forwarder = Forwarder::new(
         registry,
         ConnectionPool::new(endpoint.clone()),
         args.routing.build(),
+        limits,
     );
     let http_client = reqwest::Client::builder()
         .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))

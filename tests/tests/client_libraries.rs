@@ -32,7 +32,14 @@ async fn official_client_libraries() {
         let key = cluster.api_key.clone();
         move || {
             Command::new(python)
-                .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/clients"])
+                .args([
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "tests/clients",
+                ])
                 .current_dir(workspace_root())
                 .env("AUXOT_BASE_URL", url)
                 .env("AUXOT_API_KEY", key)
@@ -46,5 +53,8 @@ async fn official_client_libraries() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}\n{stderr}");
-    assert!(output.status.success(), "client library tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "client library tests failed:\n{stdout}\n{stderr}"
+    );
 }

@@ -77,7 +77,9 @@ pub async fn count_tokens(state: &AppState, body: &[u8]) -> Response {
     if !translated.images.is_empty() || translated.request.has_images() {
         return error_response(
             DIALECT,
-            &RemoteError::invalid("count_tokens does not count image tokens; send the text and tools only"),
+            &RemoteError::invalid(
+                "count_tokens does not count image tokens; send the text and tools only",
+            ),
         );
     }
     match state.forwarder.count_tokens(&translated.request).await {
@@ -99,7 +101,10 @@ pub fn model(state: &AppState, id: &str) -> Response {
         Some(info) => json_response(200, &response::model(info, ids::unix_now())),
         None => error_response(
             DIALECT,
-            &RemoteError::new(ErrorKind::NotFound, format!("model `{id}` is not served by any ready worker")),
+            &RemoteError::new(
+                ErrorKind::NotFound,
+                format!("model `{id}` is not served by any ready worker"),
+            ),
         ),
     }
 }

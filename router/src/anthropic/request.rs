@@ -160,17 +160,31 @@ pub fn check_required(body: &Value, need_max_tokens: bool) -> Result<(), RemoteE
     Ok(())
 }
 
-fn image(source: ImageSource, at: &str, part: usize, pending: &mut Vec<PendingImage>) -> Result<Part, RemoteError> {
+fn image(
+    source: ImageSource,
+    at: &str,
+    part: usize,
+    pending: &mut Vec<PendingImage>,
+) -> Result<Part, RemoteError> {
     match source {
         ImageSource::Base64 { media_type, data } => {
             if !media_type.starts_with("image/") {
-                return Err(invalid(format!("{at}.source.media_type: `{media_type}` is not an image type")));
+                return Err(invalid(format!(
+                    "{at}.source.media_type: `{media_type}` is not an image type"
+                )));
             }
-            Ok(Part::Image(images::decode_base64(&media_type, &data).map_err(|e| invalid(format!("{at}.source.data: {}", e.message)))?))
+            Ok(Part::Image(
+                images::decode_base64(&media_type, &data)
+                    .map_err(|e| invalid(format!("{at}.source.data: {}", e.message)))?,
+            ))
         }
         ImageSource::Url { url } => {
             images::check_fetchable(&url).map_err(|e| invalid(format!("{at}.source.url: {e}")))?;
-            pending.push(PendingImage { message: 0, part, url });
+            pending.push(PendingImage {
+                message: 0,
+                part,
+                url,
+            });
             Ok(Part::Image(images::placeholder()))
         }
     }
@@ -209,7 +223,11 @@ fn push_message(
     let role = match input.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
-        _ => return Err(invalid(format!("messages.{index}.role: Input should be 'user' or 'assistant'"))),
+        _ => {
+            return Err(invalid(format!(
+                "messages.{index}.role: Input should be 'user' or 'assistant'"
+            )))
+        }
     };
     let blocks = match input.content {
         Content::Text(text) => vec![Block::Text { text }],
@@ -263,7 +281,9 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         return Err(invalid("messages: at least one message is required"));
     }
     if need_max_tokens && input.max_tokens == Some(0) {
-        return Err(invalid("max_tokens: Input should be greater than or equal to 1"));
+        return Err(invalid(
+            "max_tokens: Input should be greater than or equal to 1",
+        ));
     }
     if let Some(t) = input.temperature {
         if !(0.0..=1.0).contains(&t) {
@@ -272,7 +292,9 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
     }
     if let Some(p) = input.top_p {
         if !(0.0..=1.0).contains(&p) {
-            return Err(invalid("top_p: Input should be less than or equal to 1 and greater than or equal to 0"));
+            return Err(invalid(
+                "top_p: Input should be less than or equal to 1 and greater than or equal to 0",
+            ));
         }
     }
     let mut messages = Vec::new();
@@ -283,7 +305,9 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
             let mut texts = Vec::new();
             for (i, block) in blocks.into_iter().enumerate() {
                 if block.kind != "text" {
-                    return Err(invalid(format!("system.{i}.type: only text blocks are supported")));
+                    return Err(invalid(format!(
+                        "system.{i}.type: only text blocks are supported"
+                    )));
                 }
                 texts.push(block.text);
             }
@@ -319,10 +343,14 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
     };
     match &tool_choice {
         ToolChoice::Required if tools.is_empty() => {
-            return Err(invalid("tool_choice: `any` requires at least one tool in `tools`"))
+            return Err(invalid(
+                "tool_choice: `any` requires at least one tool in `tools`",
+            ))
         }
         ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => {
-            return Err(invalid(format!("tool_choice.name: tool `{name}` is not in `tools`")))
+            return Err(invalid(format!(
+                "tool_choice.name: tool `{name}` is not in `tools`"
+            )))
         }
         _ => {}
     }
@@ -330,11 +358,15 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         None => Reasoning::default(),
         Some(Thinking::Enabled { budget_tokens }) => {
             if budget_tokens < 1024 {
-                return Err(invalid("thinking.budget_tokens: Input should be greater than or equal to 1024"));
+                return Err(invalid(
+                    "thinking.budget_tokens: Input should be greater than or equal to 1024",
+                ));
             }
             if let Some(max) = input.max_tokens {
                 if budget_tokens >= max {
-                    return Err(invalid("thinking.budget_tokens: must be less than max_tokens"));
+                    return Err(invalid(
+                        "thinking.budget_tokens: must be less than max_tokens",
+                    ));
                 }
             }
             Reasoning {
@@ -379,7 +411,8 @@ mod tests {
 
     fn parse(body: Value) -> Result<Translated, RemoteError> {
         check_required(&body, true)?;
-        let request: MessagesRequest = serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
+        let request: MessagesRequest =
+            serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
         translate(request, true)
     }
 
@@ -420,8 +453,25 @@ mod tests {
         assert_eq!(t.request.tool_choice, ToolChoice::Required);
         let m = &t.request.messages;
         assert_eq!(m.len(), 4);
-        assert_eq!(m[1].content[1], Part::ToolCall { id: "toolu_1".into(), name: "get_weather".into(), arguments: "{\"city\":\"Paris\"}".into() });
-        assert_eq!(m[2], Message { role: Role::Tool, content: vec![Part::ToolResult { call_id: "toolu_1".into(), content: "sunny".into(), is_error: false }] });
+        assert_eq!(
+            m[1].content[1],
+            Part::ToolCall {
+                id: "toolu_1".into(),
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Paris\"}".into()
+            }
+        );
+        assert_eq!(
+            m[2],
+            Message {
+                role: Role::Tool,
+                content: vec![Part::ToolResult {
+                    call_id: "toolu_1".into(),
+                    content: "sunny".into(),
+                    is_error: false
+                }]
+            }
+        );
         assert_eq!(m[3], Message::text(Role::User, "so?"));
     }
 
@@ -439,8 +489,17 @@ mod tests {
             ]
         }))
         .expect("valid");
-        assert!(matches!(&t.request.messages[1].content[1], Part::Image(i) if i.data == vec![0, 1, 2]));
-        assert_eq!(t.images, vec![PendingImage { message: 1, part: 2, url: "https://example.com/x.png".into() }]);
+        assert!(
+            matches!(&t.request.messages[1].content[1], Part::Image(i) if i.data == vec![0, 1, 2])
+        );
+        assert_eq!(
+            t.images,
+            vec![PendingImage {
+                message: 1,
+                part: 2,
+                url: "https://example.com/x.png".into()
+            }]
+        );
     }
 
     #[test]
@@ -452,7 +511,14 @@ mod tests {
             "messages": [{"role": "user", "content": "x"}]
         }))
         .expect("valid");
-        assert_eq!(t.request.reasoning, Reasoning { enabled: Some(true), effort: None, budget_tokens: Some(2048) });
+        assert_eq!(
+            t.request.reasoning,
+            Reasoning {
+                enabled: Some(true),
+                effort: None,
+                budget_tokens: Some(2048)
+            }
+        );
         assert_eq!(t.request.tool_choice, ToolChoice::Function("f".into()));
         assert_eq!(t.request.tools[0].parameters["type"], "object");
     }
@@ -460,14 +526,38 @@ mod tests {
     #[test]
     fn validation_messages_match_anthropic() {
         let cases = [
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}), "max_tokens: Field required"),
-            (json!({"max_tokens": 5, "messages": []}), "model: Field required"),
-            (json!({"model": "m", "max_tokens": 5, "messages": []}), "messages: at least one"),
-            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}), "messages.0.role"),
-            (json!({"model": "m", "max_tokens": 5, "temperature": 1.5, "messages": [{"role": "user", "content": "x"}]}), "temperature"),
-            (json!({"model": "m", "max_tokens": 5, "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": "x"}]}), "requires at least one tool"),
-            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}), "messages.0.content.0.type"),
-            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "x"}]}]}), "not allowed in a assistant"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+                "max_tokens: Field required",
+            ),
+            (
+                json!({"max_tokens": 5, "messages": []}),
+                "model: Field required",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": []}),
+                "messages: at least one",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+                "messages.0.role",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "temperature": 1.5, "messages": [{"role": "user", "content": "x"}]}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": "x"}]}),
+                "requires at least one tool",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}),
+                "messages.0.content.0.type",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "x"}]}]}),
+                "not allowed in a assistant",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body.clone()).expect_err("invalid");

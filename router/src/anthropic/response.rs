@@ -136,19 +136,36 @@ mod tests {
             model: "m".into(),
             reasoning: "hmm".into(),
             text: "Let me check.".into(),
-            tool_calls: vec![ToolCall { id: "call_ab".into(), name: "f".into(), arguments: "{\"x\":1}".into() }],
-            usage: Usage { prompt_tokens: 7, completion_tokens: 9 },
+            tool_calls: vec![ToolCall {
+                id: "call_ab".into(),
+                name: "f".into(),
+                arguments: "{\"x\":1}".into(),
+            }],
+            usage: Usage {
+                prompt_tokens: 7,
+                completion_tokens: 9,
+            },
             finish: Some(FinishReason::ToolCalls),
             ..Default::default()
         };
         let body = message("msg_1", &done);
-        let types: Vec<&str> = body["content"].as_array().expect("content").iter().filter_map(|b| b["type"].as_str()).collect();
+        let types: Vec<&str> = body["content"]
+            .as_array()
+            .expect("content")
+            .iter()
+            .filter_map(|b| b["type"].as_str())
+            .collect();
         assert_eq!(types, ["thinking", "text", "tool_use"]);
         assert_eq!(body["content"][2]["id"], "toolu_ab");
         assert_eq!(body["content"][2]["input"], json!({"x": 1}));
         assert_eq!(body["stop_reason"], "tool_use");
-        assert_eq!(body["usage"], json!({"input_tokens": 7, "output_tokens": 9}));
-        assert!(body["content"][0]["signature"].as_str().is_some_and(|s| !s.is_empty()));
+        assert_eq!(
+            body["usage"],
+            json!({"input_tokens": 7, "output_tokens": 9})
+        );
+        assert!(body["content"][0]["signature"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
     }
 
     #[test]
@@ -161,16 +178,39 @@ mod tests {
             ..Default::default()
         };
         let body = message("msg_1", &done);
-        assert_eq!((body["stop_reason"].clone(), body["stop_sequence"].clone()), (json!("stop_sequence"), json!("END")));
+        assert_eq!(
+            (body["stop_reason"].clone(), body["stop_sequence"].clone()),
+            (json!("stop_sequence"), json!("END"))
+        );
     }
 
     #[test]
     fn dates_and_lists() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_481_953), "2026-11-24T00:59:13Z");
-        let models = vec![ModelInfo { id: "a".into(), context_length: None, vision: false, reasoning: false }, ModelInfo { id: "b".into(), context_length: None, vision: false, reasoning: false }];
+        let models = vec![
+            ModelInfo {
+                id: "a".into(),
+                context_length: None,
+                vision: false,
+                reasoning: false,
+            },
+            ModelInfo {
+                id: "b".into(),
+                context_length: None,
+                vision: false,
+                reasoning: false,
+            },
+        ];
         let list = model_list(&models, 0);
-        assert_eq!((list["first_id"].clone(), list["last_id"].clone(), list["has_more"].clone()), (json!("a"), json!("b"), json!(false)));
+        assert_eq!(
+            (
+                list["first_id"].clone(),
+                list["last_id"].clone(),
+                list["has_more"].clone()
+            ),
+            (json!("a"), json!("b"), json!(false))
+        );
         assert_eq!(model_list(&[], 0)["first_id"], Value::Null);
     }
 

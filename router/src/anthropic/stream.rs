@@ -78,7 +78,10 @@ impl EventRenderer {
                 ));
                 self.thinking.clear();
             }
-            out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+            out.push((
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            ));
         }
     }
 
@@ -107,7 +110,10 @@ impl EventRenderer {
     }
 
     fn delta(index: u32, delta: Value) -> Frame {
-        ("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": delta}))
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        )
     }
 
     /// The frames for one event.
@@ -122,16 +128,35 @@ impl EventRenderer {
             }
             ChatEvent::Text { text } => {
                 self.start(&mut out);
-                let index = self.block(Block::Text, || json!({"type": "text", "text": ""}), &mut out);
-                out.push(Self::delta(index, json!({"type": "text_delta", "text": text})));
+                let index = self.block(
+                    Block::Text,
+                    || json!({"type": "text", "text": ""}),
+                    &mut out,
+                );
+                out.push(Self::delta(
+                    index,
+                    json!({"type": "text_delta", "text": text}),
+                ));
             }
             ChatEvent::Reasoning { text } => {
                 self.start(&mut out);
-                let index = self.block(Block::Thinking, || json!({"type": "thinking", "thinking": "", "signature": ""}), &mut out);
+                let index = self.block(
+                    Block::Thinking,
+                    || json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    &mut out,
+                );
                 self.thinking.push_str(text);
-                out.push(Self::delta(index, json!({"type": "thinking_delta", "thinking": text})));
+                out.push(Self::delta(
+                    index,
+                    json!({"type": "thinking_delta", "thinking": text}),
+                ));
             }
-            ChatEvent::ToolCall { id, name, arguments, .. } => {
+            ChatEvent::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => {
                 self.start(&mut out);
                 let index = match (id, name) {
                     (Some(id), Some(name)) => self.open_block(
@@ -142,10 +167,16 @@ impl EventRenderer {
                     _ => self.block(Block::ToolUse, || json!({"type": "tool_use", "id": "", "name": "", "input": {}}), &mut out),
                 };
                 if !arguments.is_empty() {
-                    out.push(Self::delta(index, json!({"type": "input_json_delta", "partial_json": arguments})));
+                    out.push(Self::delta(
+                        index,
+                        json!({"type": "input_json_delta", "partial_json": arguments}),
+                    ));
                 }
             }
-            ChatEvent::Finish { reason, stop_sequence } => {
+            ChatEvent::Finish {
+                reason,
+                stop_sequence,
+            } => {
                 self.start(&mut out);
                 if self.next_index == 0 {
                     // Every message has at least one content block.
@@ -190,22 +221,49 @@ mod tests {
     #[test]
     fn text_message_sequence() {
         let frames = run(&[
-            ChatEvent::Start { model: "m".into(), worker: "w".into() },
-            ChatEvent::Usage(Usage { prompt_tokens: 12, completion_tokens: 0 }),
+            ChatEvent::Start {
+                model: "m".into(),
+                worker: "w".into(),
+            },
+            ChatEvent::Usage(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 0,
+            }),
             ChatEvent::Text { text: "Hel".into() },
             ChatEvent::Text { text: "lo".into() },
-            ChatEvent::Usage(Usage { prompt_tokens: 12, completion_tokens: 2 }),
-            ChatEvent::Finish { reason: FinishReason::Stop, stop_sequence: None },
+            ChatEvent::Usage(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 2,
+            }),
+            ChatEvent::Finish {
+                reason: FinishReason::Stop,
+                stop_sequence: None,
+            },
         ]);
         assert_eq!(
             names(&frames),
-            ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
         );
         assert_eq!(frames[0].1["message"]["usage"]["input_tokens"], 12);
         assert_eq!(frames[0].1["message"]["model"], "m");
-        assert_eq!(frames[3].1["delta"], json!({"type": "text_delta", "text": "Hel"}));
+        assert_eq!(
+            frames[3].1["delta"],
+            json!({"type": "text_delta", "text": "Hel"})
+        );
         assert_eq!(frames[6].1["delta"]["stop_reason"], "end_turn");
-        assert_eq!(frames[6].1["usage"], json!({"input_tokens": 12, "output_tokens": 2}));
+        assert_eq!(
+            frames[6].1["usage"],
+            json!({"input_tokens": 12, "output_tokens": 2})
+        );
     }
 
     #[test]
@@ -213,39 +271,87 @@ mod tests {
         let frames = run(&[
             ChatEvent::Reasoning { text: "hmm".into() },
             ChatEvent::Text { text: "ok".into() },
-            ChatEvent::ToolCall { index: 0, id: Some("call_9".into()), name: Some("f".into()), arguments: "{\"a\":".into() },
-            ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: "1}".into() },
-            ChatEvent::Finish { reason: FinishReason::ToolCalls, stop_sequence: None },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("call_9".into()),
+                name: Some("f".into()),
+                arguments: "{\"a\":".into(),
+            },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "1}".into(),
+            },
+            ChatEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                stop_sequence: None,
+            },
         ]);
         assert_eq!(
             names(&frames),
             [
                 "message_start",
-                "content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-                "message_delta", "message_stop",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
             ]
         );
         assert_eq!(frames[1].1["content_block"]["type"], "thinking");
         assert_eq!(frames[3].1["delta"]["type"], "thinking_delta");
         assert_eq!(frames[4].1["delta"]["type"], "signature_delta");
-        assert_eq!(frames[9].1["content_block"], json!({"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}));
+        assert_eq!(
+            frames[9].1["content_block"],
+            json!({"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}})
+        );
         assert_eq!(frames[9].1["index"], 2);
-        assert_eq!(frames[11].1["delta"], json!({"type": "input_json_delta", "partial_json": "1}"}));
+        assert_eq!(
+            frames[11].1["delta"],
+            json!({"type": "input_json_delta", "partial_json": "1}"})
+        );
         assert_eq!(frames[13].1["delta"]["stop_reason"], "tool_use");
     }
 
     #[test]
     fn stop_sequence_and_empty_answers() {
-        let frames = run(&[ChatEvent::Finish { reason: FinishReason::StopSequence, stop_sequence: Some("END".into()) }]);
-        assert_eq!(names(&frames), ["message_start", "content_block_start", "ping", "content_block_stop", "message_delta", "message_stop"]);
-        assert_eq!(frames[4].1["delta"], json!({"stop_reason": "stop_sequence", "stop_sequence": "END"}));
+        let frames = run(&[ChatEvent::Finish {
+            reason: FinishReason::StopSequence,
+            stop_sequence: Some("END".into()),
+        }]);
+        assert_eq!(
+            names(&frames),
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            frames[4].1["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "END"})
+        );
     }
 
     #[test]
     fn errors_are_error_events() {
-        let frames = run(&[ChatEvent::Text { text: "a".into() }, ChatEvent::Error(RemoteError::internal("worker lost"))]);
+        let frames = run(&[
+            ChatEvent::Text { text: "a".into() },
+            ChatEvent::Error(RemoteError::internal("worker lost")),
+        ]);
         let (name, body) = frames.last().expect("frame");
         assert_eq!(*name, "error");
         assert_eq!(body["type"], "error");

@@ -11,13 +11,24 @@ use crate::images::{self, PendingImage};
 use crate::state::AppState;
 
 /// Starts a generation for a translated request.
-pub async fn start(state: &AppState, mut request: ChatRequest, pending: Vec<PendingImage>) -> Result<ChatStream, RemoteError> {
+pub async fn start(
+    state: &AppState,
+    mut request: ChatRequest,
+    pending: Vec<PendingImage>,
+) -> Result<ChatStream, RemoteError> {
     // Refuse before fetching anything when no worker could take the request anyway.
-    state.forwarder.preflight(&request).map_err(|e| e.to_remote())?;
+    state
+        .forwarder
+        .preflight(&request)
+        .map_err(|e| e.to_remote())?;
     if !pending.is_empty() {
         images::fetch_all(&state.http_client, &mut request, pending).await?;
     }
-    state.forwarder.chat(&request).await.map_err(|e| e.to_remote())
+    state
+        .forwarder
+        .chat(&request)
+        .await
+        .map_err(|e| e.to_remote())
 }
 
 /// Collects a whole generation; an error event or a stream that ends early is an error.
@@ -30,7 +41,10 @@ pub async fn collect(stream: &mut ChatStream) -> Result<Completion, RemoteError>
         return Err(error);
     }
     if completion.finish.is_none() {
-        return Err(RemoteError::new(ErrorKind::Upstream, "the worker ended the generation without finishing it"));
+        return Err(RemoteError::new(
+            ErrorKind::Upstream,
+            "the worker ended the generation without finishing it",
+        ));
     }
     Ok(completion)
 }

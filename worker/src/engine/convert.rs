@@ -236,10 +236,9 @@ pub struct Prepared {
 }
 
 fn find_tool<'a>(tools: &'a [ToolSpec], name: &str) -> Result<&'a ToolSpec, RemoteError> {
-    tools
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| RemoteError::invalid(format!("tool_choice names `{name}`, which is not in tools")))
+    tools.iter().find(|t| t.name == name).ok_or_else(|| {
+        RemoteError::invalid(format!("tool_choice names `{name}`, which is not in tools"))
+    })
 }
 
 /// A schema the engine can enforce for a tool's arguments: an object schema as given, or any
@@ -307,7 +306,9 @@ pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
     let forced: Option<Vec<&ToolSpec>> = match &request.tool_choice {
         ToolChoice::Function(name) => Some(vec![find_tool(&request.tools, name)?]),
         ToolChoice::Required if request.tools.is_empty() => {
-            return Err(RemoteError::invalid("a required tool call needs at least one tool"))
+            return Err(RemoteError::invalid(
+                "a required tool call needs at least one tool",
+            ))
         }
         ToolChoice::Required => Some(request.tools.iter().collect()),
         ToolChoice::Auto | ToolChoice::None => None,
@@ -488,17 +489,33 @@ mod tests {
     #[test]
     fn a_named_tool_is_forced_with_its_schema() {
         let request = ChatRequest {
-            messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "Paris?")],
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "Paris?"),
+            ],
             tools: weather_tools(),
             tool_choice: ToolChoice::Function("get_weather".into()),
             ..Default::default()
         };
         let prepared = prepare(&request).expect("prepare");
-        assert_eq!(prepared.output, Output::ToolArguments { name: "get_weather".into() });
-        assert!(matches!(prepared.constraint, Constraint::JsonSchema(ref s) if s["required"][0] == "city"));
-        assert!(prepared.tools.is_none(), "the engine must not parse tool calls out of constrained text");
+        assert_eq!(
+            prepared.output,
+            Output::ToolArguments {
+                name: "get_weather".into()
+            }
+        );
+        assert!(
+            matches!(prepared.constraint, Constraint::JsonSchema(ref s) if s["required"][0] == "city")
+        );
+        assert!(
+            prepared.tools.is_none(),
+            "the engine must not parse tool calls out of constrained text"
+        );
         let system = left(&prepared.chat.messages[0]["content"]);
-        assert!(system.starts_with("be brief") && system.contains("get_weather"), "{system}");
+        assert!(
+            system.starts_with("be brief") && system.contains("get_weather"),
+            "{system}"
+        );
         assert_eq!(prepared.chat.messages.len(), 2);
     }
 
@@ -512,9 +529,14 @@ mod tests {
         };
         let prepared = prepare(&request).expect("prepare");
         assert_eq!(prepared.output, Output::ToolSelection);
-        let Constraint::JsonSchema(schema) = &prepared.constraint else { panic!("constraint") };
+        let Constraint::JsonSchema(schema) = &prepared.constraint else {
+            panic!("constraint")
+        };
         assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2));
-        assert_eq!(schema["anyOf"][1]["properties"]["arguments"], json!({"type": "object"}));
+        assert_eq!(
+            schema["anyOf"][1]["properties"]["arguments"],
+            json!({"type": "object"})
+        );
         assert_eq!(left(&prepared.chat.messages[0]["role"]), "system");
     }
 
@@ -525,13 +547,19 @@ mod tests {
             response_format: ResponseFormat::JsonObject,
             ..Default::default()
         };
-        assert!(matches!(prepare(&request).expect("prepare").constraint, Constraint::JsonSchema(_)));
+        assert!(matches!(
+            prepare(&request).expect("prepare").constraint,
+            Constraint::JsonSchema(_)
+        ));
         request.response_format = ResponseFormat::Text;
         request.tools = weather_tools();
         let prepared = prepare(&request).expect("prepare");
         assert!(matches!(prepared.constraint, Constraint::None));
         assert_eq!(prepared.tools.map(|t| t.len()), Some(2));
-        assert!(matches!(prepared.tool_choice, Some(mistralrs::ToolChoice::Auto)));
+        assert!(matches!(
+            prepared.tool_choice,
+            Some(mistralrs::ToolChoice::Auto)
+        ));
         request.tool_choice = ToolChoice::Function("nope".into());
         assert!(prepare(&request).is_err());
     }

@@ -386,7 +386,9 @@ impl MistralEngine {
         match reply.await {
             Ok(Some(Ok(ids))) => Ok(ids),
             Ok(Some(Err(e))) => Err(RemoteError::internal(format!("tokenization failed: {e}"))),
-            _ => Err(RemoteError::internal("engine dropped the tokenization request")),
+            _ => Err(RemoteError::internal(
+                "engine dropped the tokenization request",
+            )),
         }
     }
 
@@ -426,7 +428,9 @@ impl MistralEngine {
         match reply.await {
             Ok(Some(Ok(ids))) => Ok(ids.len() as u32),
             Ok(Some(Err(e))) => Err(RemoteError::invalid(format!("tokenization failed: {e}"))),
-            _ => Err(RemoteError::internal("engine dropped the tokenization request")),
+            _ => Err(RemoteError::internal(
+                "engine dropped the tokenization request",
+            )),
         }
     }
 }
@@ -535,7 +539,10 @@ impl<'a> GenerationStream<'a> {
     }
 
     /// Handles one chunk; true when the generation is over.
-    fn on_chunk(&mut self, chunk: mistralrs::ChatCompletionChunkResponse) -> Result<bool, RemoteError> {
+    fn on_chunk(
+        &mut self,
+        chunk: mistralrs::ChatCompletionChunkResponse,
+    ) -> Result<bool, RemoteError> {
         self.chunks += 1;
         let mut engine_finish = None;
         for choice in chunk.choices {

@@ -31,11 +31,6 @@ impl StopMatcher {
         }
     }
 
-    /// Whether a stop string has matched; later text is discarded.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     /// Feeds the next piece of generated text.
     pub fn push(&mut self, text: &str) -> Step {
         if self.done {
@@ -143,7 +138,6 @@ mod tests {
     fn text_after_a_match_is_discarded() {
         let mut matcher = StopMatcher::new(&["!".to_string()]);
         assert_eq!(matcher.push("hi!").matched.as_deref(), Some("!"));
-        assert!(matcher.is_done());
         assert_eq!(matcher.push("more"), Step::default());
         assert_eq!(matcher.finish(), "");
     }
