@@ -120,6 +120,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, env = "AUXOT_MAX_QUEUED")]
     pub max_queued: usize,
 
+    /// Run the mesh's tools (from tools workers) server-side for every request that does not
+    /// opt out with `"auxot_mesh_tools": false`; without this flag requests opt in.
+    #[arg(long, env = "AUXOT_MESH_TOOLS")]
+    pub mesh_tools: bool,
+
+    /// Tool rounds the router runs for one request in the server-side tool loop.
+    #[arg(long, default_value_t = 4, env = "AUXOT_MAX_TOOL_ROUNDS")]
+    pub max_tool_rounds: u32,
+
     /// Seconds to let open requests and streams finish after SIGTERM.
     #[arg(long, default_value_t = 30, env = "AUXOT_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: u64,

@@ -23,11 +23,6 @@ pub fn request_id() -> String {
     format!("req_{}", hex24())
 }
 
-/// `call_<24 hex>` / `toolu_<24 hex>`, a tool-call id when the model gave none.
-pub fn tool_call_id(prefix: &str) -> String {
-    format!("{prefix}{}", hex24())
-}
-
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -15,6 +15,7 @@ mod routing;
 mod serve;
 mod state;
 mod store;
+mod tool_loop;
 mod tools_api;
 
 use clap::Parser as _;

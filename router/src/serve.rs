@@ -99,12 +99,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
-    let state = Arc::new(AppState::new(
-        node_id.clone(),
-        Authenticator::new(data.keys),
-        forwarder,
-        http_client,
-    ));
+    let state = Arc::new(
+        AppState::new(
+            node_id.clone(),
+            Authenticator::new(data.keys),
+            forwarder,
+            http_client,
+        )
+        .with_mesh_tools(args.mesh_tools, args.max_tool_rounds),
+    );
     info!(
         node = %node_id,
         http = %http_addr,

@@ -13,6 +13,10 @@ pub struct AppState {
     pub http_client: reqwest::Client,
     /// Set once the router starts shutting down.
     shutting_down: AtomicBool,
+    /// Run mesh tools for every request that does not say otherwise.
+    mesh_tools_by_default: bool,
+    /// Tool rounds the router runs for one request.
+    max_tool_rounds: u32,
 }
 
 impl AppState {
@@ -28,7 +32,24 @@ impl AppState {
             forwarder,
             http_client,
             shutting_down: AtomicBool::new(false),
+            mesh_tools_by_default: false,
+            max_tool_rounds: 4,
         }
+    }
+
+    /// Sets the server-side tool loop defaults.
+    pub fn with_mesh_tools(mut self, by_default: bool, max_rounds: u32) -> Self {
+        self.mesh_tools_by_default = by_default;
+        self.max_tool_rounds = max_rounds;
+        self
+    }
+
+    pub fn mesh_tools_by_default(&self) -> bool {
+        self.mesh_tools_by_default
+    }
+
+    pub fn max_tool_rounds(&self) -> u32 {
+        self.max_tool_rounds
     }
 
     pub fn is_shutting_down(&self) -> bool {

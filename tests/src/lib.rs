@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod http_fixture;
 pub mod sse;
 
 /// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this test binary
@@ -159,6 +160,8 @@ pub struct Cluster {
 pub struct WorkerOptions {
     /// Use the synthetic engine instead of the real model.
     pub synthetic: bool,
+    /// Serve no model at all (a tools-only worker; pass `--tools` in `args`).
+    pub tools_only: bool,
     pub args: Vec<String>,
     pub name: Option<String>,
 }
@@ -268,7 +271,9 @@ impl Cluster {
             "--name".into(),
             name.clone(),
         ];
-        if options.synthetic {
+        if options.tools_only {
+            // Neither a model nor an engine: the worker serves only its `--tools`.
+        } else if options.synthetic {
             args.extend(["--engine".into(), "synthetic".into()]);
         } else {
             args.extend([

@@ -15,6 +15,8 @@ use crate::http::generate;
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
+use crate::tool_loop::EventSource;
+use std::sync::Arc;
 
 const DIALECT: Dialect = Dialect::Anthropic;
 
@@ -45,20 +47,27 @@ fn parse(body: &[u8], need_max_tokens: bool) -> Result<Translated, RemoteError> 
 }
 
 /// `POST /api/anthropic/v1/messages`.
-pub async fn messages(state: &AppState, _headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn messages(state: &Arc<AppState>, _headers: &HeaderMap, body: &[u8]) -> Response {
     let mut translated = match parse(body, true) {
         Ok(t) => t,
         Err(e) => return error_response(DIALECT, &e),
     };
     // A stream reports the prompt size in its first event.
     translated.request.usage_first = translated.stream;
-    let mut stream = match generate::start(state, translated.request, translated.images).await {
+    let mut stream = match generate::start(
+        state,
+        translated.request,
+        translated.images,
+        translated.mesh_tools.as_ref(),
+    )
+    .await
+    {
         Ok(stream) => stream,
         Err(e) => return error_response(DIALECT, &e),
     };
     let id = ids::message_id();
     if translated.stream {
-        let renderer = EventRenderer::new(id, stream.model.clone());
+        let renderer = EventRenderer::new(id, stream.model().to_string());
         return sse::respond(stream, AnthropicSse(renderer));
     }
     match generate::collect(&mut stream).await {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::images::{self, PendingImage};
+use crate::tool_loop::MeshTools;
 
 #[derive(Debug, Deserialize)]
 pub struct MessagesRequest {
@@ -30,6 +31,8 @@ pub struct MessagesRequest {
     pub tools: Vec<ToolDefinition>,
     pub tool_choice: Option<ToolChoiceIn>,
     pub thinking: Option<Thinking>,
+    /// auxot extension: run the mesh's tools server-side (`true` or a list of tool names).
+    pub auxot_mesh_tools: Option<MeshTools>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +140,7 @@ pub struct Translated {
     pub request: ChatRequest,
     pub stream: bool,
     pub images: Vec<PendingImage>,
+    pub mesh_tools: Option<MeshTools>,
 }
 
 fn invalid(message: impl Into<String>) -> RemoteError {
@@ -341,19 +345,6 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         Some(ToolChoiceIn::Any {}) => ToolChoice::Required,
         Some(ToolChoiceIn::Tool { name }) => ToolChoice::Function(name),
     };
-    match &tool_choice {
-        ToolChoice::Required if tools.is_empty() => {
-            return Err(invalid(
-                "tool_choice: `any` requires at least one tool in `tools`",
-            ))
-        }
-        ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => {
-            return Err(invalid(format!(
-                "tool_choice.name: tool `{name}` is not in `tools`"
-            )))
-        }
-        _ => {}
-    }
     let reasoning = match input.thinking {
         None => Reasoning::default(),
         Some(Thinking::Enabled { budget_tokens }) => {
@@ -401,6 +392,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         },
         stream: input.stream,
         images: pending,
+        mesh_tools: input.auxot_mesh_tools,
     })
 }
 

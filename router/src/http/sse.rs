@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use warp::reply::{Reply as _, Response};
 use warp::sse::Event;
 
-use crate::forward::ChatStream;
+use crate::tool_loop::EventSource;
 
 /// Turns canonical events into SSE frames for one dialect.
 pub trait SseRenderer: Send + 'static {
@@ -37,7 +37,7 @@ pub fn named(name: &str, payload: impl AsRef<str>) -> Event {
 }
 
 /// Streams `stream` through `renderer` as the response.
-pub fn respond(mut stream: ChatStream, mut renderer: impl SseRenderer) -> Response {
+pub fn respond(mut stream: impl EventSource, mut renderer: impl SseRenderer) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         loop {

@@ -13,6 +13,8 @@ use crate::http::generate;
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
+use crate::tool_loop::EventSource;
+use std::sync::Arc;
 
 const DIALECT: Dialect = Dialect::OpenAi;
 
@@ -29,7 +31,7 @@ impl SseRenderer for OpenAiSse {
 }
 
 /// `POST /api/openai/chat/completions`.
-pub async fn chat(state: &AppState, body: &[u8]) -> Response {
+pub async fn chat(state: &Arc<AppState>, body: &[u8]) -> Response {
     let parsed: ChatCompletionRequest = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -43,15 +45,26 @@ pub async fn chat(state: &AppState, body: &[u8]) -> Response {
         Ok(t) => t,
         Err(e) => return error_response(DIALECT, &e),
     };
-    let mut stream = match generate::start(state, translated.request, translated.images).await {
+    let mut stream = match generate::start(
+        state,
+        translated.request,
+        translated.images,
+        translated.mesh_tools.as_ref(),
+    )
+    .await
+    {
         Ok(stream) => stream,
         Err(e) => return error_response(DIALECT, &e),
     };
     let id = ids::completion_id();
     let created = ids::unix_now();
     if translated.stream {
-        let renderer =
-            ChunkRenderer::new(id, created, stream.model.clone(), translated.include_usage);
+        let renderer = ChunkRenderer::new(
+            id,
+            created,
+            stream.model().to_string(),
+            translated.include_usage,
+        );
         return sse::respond(stream, OpenAiSse(renderer));
     }
     match generate::collect(&mut stream).await {

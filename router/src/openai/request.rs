@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::images::{self, PendingImage};
+use crate::tool_loop::MeshTools;
 
 /// The request body, as far as auxot reads it. Unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,8 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<Value>,
     pub reasoning_effort: Option<String>,
     pub logprobs: Option<bool>,
+    /// auxot extension: run the mesh's tools server-side (`true` or a list of tool names).
+    pub auxot_mesh_tools: Option<MeshTools>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +127,7 @@ pub struct Translated {
     pub stream: bool,
     pub include_usage: bool,
     pub images: Vec<PendingImage>,
+    pub mesh_tools: Option<MeshTools>,
 }
 
 fn invalid(message: impl Into<String>) -> RemoteError {
@@ -229,7 +233,7 @@ fn message(
     Ok(Message { role, content })
 }
 
-fn tool_choice(value: Option<Value>, tools: &[ToolSpec]) -> Result<ToolChoice, RemoteError> {
+fn tool_choice(value: Option<Value>) -> Result<ToolChoice, RemoteError> {
     let choice = match value {
         None | Some(Value::Null) => return Ok(ToolChoice::Auto),
         Some(Value::String(mode)) => match mode.as_str() {
@@ -251,15 +255,9 @@ fn tool_choice(value: Option<Value>, tools: &[ToolSpec]) -> Result<ToolChoice, R
             ToolChoice::Function(name.to_string())
         }
     };
-    match &choice {
-        ToolChoice::Required if tools.is_empty() => Err(invalid(
-            "tool_choice: `required` needs at least one tool in `tools`",
-        )),
-        ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(invalid(
-            format!("tool_choice: function `{name}` is not in `tools`"),
-        )),
-        _ => Ok(choice),
-    }
+    // Whether the named tool exists is checked once mesh tools are attached
+    // (`tool_loop::check_tool_choice`).
+    Ok(choice)
 }
 
 fn response_format(value: Option<Value>) -> Result<ResponseFormat, RemoteError> {
@@ -351,7 +349,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, RemoteError
             })
         })
         .collect::<Result<_, _>>()?;
-    let tool_choice = tool_choice(input.tool_choice, &tools)?;
+    let tool_choice = tool_choice(input.tool_choice)?;
     let mut images = Vec::new();
     let messages = input
         .messages
@@ -385,6 +383,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, RemoteError
         stream: input.stream,
         include_usage: input.stream_options.is_some_and(|o| o.include_usage),
         images,
+        mesh_tools: input.auxot_mesh_tools,
     })
 }
 
