@@ -1,11 +1,12 @@
-//! Whole-cluster test harness: real `auxot-router` and `auxot-worker` processes on loopback.
+//! Whole-cluster test harness: real `auxot-router` and `auxot-worker` processes, on loopback unless
+//! a [`Placement`] puts them elsewhere (another address, a network namespace).
 //!
 //! A [`Cluster`] owns a temporary data directory and every process it starts; dropping it (also
 //! when a test panics) kills them. Ports are taken from the kernel by binding port 0 and
 //! releasing it just before the node binds it.
 #![forbid(unsafe_code)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,6 +167,56 @@ pub struct WorkerOptions {
     pub name: Option<String>,
 }
 
+/// Where a node runs. The default is this machine's loopback; a test across network namespaces
+/// runs nodes under `ip netns exec NS` bound to the namespace's address.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Program and arguments the node's command line is appended to; empty runs it directly.
+    pub prefix: Vec<String>,
+    /// IP the node binds its sockets to.
+    pub bind: IpAddr,
+    /// IP other nodes (and the test) reach it at; given as `--advertise-host` when it is not
+    /// `bind`.
+    pub host: IpAddr,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement::at(Ipv4Addr::LOCALHOST.into())
+    }
+}
+
+impl Placement {
+    /// Binds and is reached at `ip`.
+    pub fn at(ip: IpAddr) -> Self {
+        Placement {
+            prefix: Vec::new(),
+            bind: ip,
+            host: ip,
+        }
+    }
+
+    /// Runs the node under `prefix` (e.g. `["ip", "netns", "exec", "ns1"]`).
+    pub fn under(mut self, prefix: &[&str]) -> Self {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Binds to `bind` (e.g. `0.0.0.0`) while others still reach it at `host`.
+    pub fn binding(mut self, bind: IpAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    fn advertise_args(&self) -> Vec<String> {
+        if self.bind == self.host {
+            Vec::new()
+        } else {
+            vec!["--advertise-host".into(), self.host.to_string()]
+        }
+    }
+}
+
 impl Cluster {
     /// Runs `auxot-router setup` in a fresh directory.
     pub fn setup() -> Cluster {
@@ -194,11 +245,25 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
-    fn spawn(&self, name: &str, program: &str, args: &[String]) -> (Child, PathBuf) {
+    fn spawn(
+        &self,
+        name: &str,
+        program: &str,
+        args: &[String],
+        prefix: &[String],
+    ) -> (Child, PathBuf) {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
-        let child = Command::new(bin(program))
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(bin(program));
+                command
+            }
+            None => Command::new(bin(program)),
+        };
+        let child = command
             .args(args)
             .env("AUXOT_LOG", "info")
             .env("HF_HOME", self.dir.path().join("hf-home"))
@@ -212,65 +277,83 @@ impl Cluster {
 
     /// Starts a router joining through `seeds`; returns its index.
     pub fn start_router(&mut self, seeds: &[SocketAddr], extra: &[&str]) -> usize {
+        self.start_router_at(&Placement::default(), seeds, extra)
+    }
+
+    /// Starts a router where `placement` says; returns its index.
+    pub fn start_router_at(
+        &mut self,
+        placement: &Placement,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> usize {
         let name = format!("router{}", self.routers.len());
         let http = free_tcp_port();
-        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
+        let gossip_port = free_udp_port();
+        let gossip = SocketAddr::new(placement.host, gossip_port);
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--data-dir".into(),
             self.data_dir().display().to_string(),
             "--http-addr".into(),
-            format!("127.0.0.1:{http}"),
+            SocketAddr::new(placement.bind, http).to_string(),
             "--gossip-addr".into(),
-            gossip.to_string(),
+            SocketAddr::new(placement.bind, gossip_port).to_string(),
             "--quic-addr".into(),
-            "127.0.0.1:0".into(),
+            SocketAddr::new(placement.bind, 0).to_string(),
             "--name".into(),
             name.clone(),
         ];
+        args.extend(placement.advertise_args());
         for seed in seeds {
             args.push("--seed".into());
             args.push(seed.to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, log) = self.spawn(&name, "auxot-router", &args);
+        let (child, log) = self.spawn(&name, "auxot-router", &args, &placement.prefix);
         self.routers.push(Node {
             name,
             child: Some(child),
             log,
             gossip,
             quic: None,
-            url: Some(format!("http://127.0.0.1:{http}")),
+            url: Some(format!("http://{}", SocketAddr::new(placement.host, http))),
         });
         self.routers.len() - 1
     }
 
     /// Starts a worker serving the test model (or the synthetic engine) through `seed`.
     pub fn start_worker(&mut self, seed: SocketAddr, options: WorkerOptions) -> usize {
+        self.start_worker_at(&Placement::default(), seed, options)
+    }
+
+    /// Starts a worker where `placement` says; returns its index.
+    pub fn start_worker_at(
+        &mut self,
+        placement: &Placement,
+        seed: SocketAddr,
+        options: WorkerOptions,
+    ) -> usize {
         let name = options
             .name
             .clone()
             .unwrap_or_else(|| format!("worker{}", self.workers.len()));
-        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
-        let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
-            .parse()
-            .expect("addr");
+        let (gossip_port, quic_port) = (free_udp_port(), free_udp_port());
+        let gossip = SocketAddr::new(placement.host, gossip_port);
+        let quic = SocketAddr::new(placement.host, quic_port);
         let mut args: Vec<String> = vec![
             "join".into(),
             seed.to_string(),
             "--token".into(),
             self.join_token.clone(),
             "--gossip-addr".into(),
-            gossip.to_string(),
+            SocketAddr::new(placement.bind, gossip_port).to_string(),
             "--quic-addr".into(),
-            quic.to_string(),
+            SocketAddr::new(placement.bind, quic_port).to_string(),
             "--name".into(),
             name.clone(),
         ];
+        args.extend(placement.advertise_args());
         if options.tools_only {
             // Neither a model nor an engine: the worker serves only its `--tools`.
         } else if options.synthetic {
@@ -283,7 +366,7 @@ impl Cluster {
             ]);
         }
         args.extend(options.args.iter().cloned());
-        let (child, log) = self.spawn(&name, "auxot-worker", &args);
+        let (child, log) = self.spawn(&name, "auxot-worker", &args, &placement.prefix);
         self.workers.push(Node {
             name,
             child: Some(child),
