@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use auxot_common::chat::{ChatEvent, ChatRequest, AUTO_MODEL};
 use auxot_common::error::{ErrorKind, RemoteError};
-use auxot_common::mesh::quic::ConnectionPool;
+use auxot_common::mesh::node::WorkerAdvert;
+use auxot_common::mesh::quic::{ConnectionPool, Peer};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult};
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest, CODE_CANCELLED};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -103,6 +104,10 @@ pub struct ChatStream {
     /// Events read ahead while deciding whether to retry.
     pending: VecDeque<ChatEvent>,
     finished: bool,
+    /// Set when the worker vanished mid-generation (as opposed to reporting an error).
+    lost: bool,
+    registry: Arc<Registry>,
+    advert: WorkerAdvert,
     _in_flight: InFlightGuard,
 }
 
@@ -123,17 +128,26 @@ impl ChatStream {
                 "worker {} sent an unexpected reply: {other:?}",
                 self.worker
             ))),
-            Ok(None) => {
-                self.finished = true;
-                return None;
-            }
-            Err(err) => ChatEvent::Error(RemoteError::new(
-                ErrorKind::Upstream,
-                format!("lost the worker {} mid-generation: {err}", self.worker),
-            )),
+            Ok(None) => self.lose("closed the stream before finishing"),
+            Err(err) => self.lose(&err.to_string()),
         };
         self.note(&event);
         Some(event)
+    }
+
+    /// Whether the worker vanished mid-generation; the generation can be redone elsewhere if
+    /// nothing reached the client yet.
+    pub fn worker_lost(&self) -> bool {
+        self.lost
+    }
+
+    fn lose(&mut self, why: &str) -> ChatEvent {
+        self.lost = true;
+        self.registry.mark_failed(&self.advert);
+        ChatEvent::Error(RemoteError::new(
+            ErrorKind::Upstream,
+            format!("lost the worker {} mid-generation: {why}", self.worker),
+        ))
     }
 
     fn note(&mut self, event: &ChatEvent) {
@@ -289,7 +303,16 @@ impl Forwarder {
 
     /// Starts a generation, retrying on other workers until one produces output.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, RouteError> {
-        let mut tried = HashSet::new();
+        self.chat_excluding(request, &HashSet::new()).await
+    }
+
+    /// Like [`Self::chat`], never using the workers in `exclude`.
+    pub async fn chat_excluding(
+        &self,
+        request: &ChatRequest,
+        exclude: &HashSet<String>,
+    ) -> Result<ChatStream, RouteError> {
+        let mut tried = exclude.clone();
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
             let Some(worker) = self.admit(request, &tried).await? else {
@@ -316,7 +339,14 @@ impl Forwarder {
         request: &WireRequest,
     ) -> Result<(SendStream, RecvStream), RemoteError> {
         let advert = &worker.advert;
-        let opened = self.pool.open(&advert.node_id, advert.quic_addr).await;
+        let opened = self
+            .pool
+            .open(Peer {
+                node: &advert.node_id,
+                generation: advert.generation,
+                addr: advert.quic_addr,
+            })
+            .await;
         let (mut send, recv) = opened.map_err(|e| {
             warn!(worker = %advert.node_id, error = %e, "worker unreachable");
             self.registry.mark_failed(advert);
@@ -348,6 +378,9 @@ impl Forwarder {
             recv,
             pending: VecDeque::new(),
             finished: false,
+            lost: false,
+            registry: self.registry.clone(),
+            advert: worker.advert.clone(),
             _in_flight: in_flight,
         };
         // Read ahead to the first output; until then a failure is retried elsewhere.

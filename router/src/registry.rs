@@ -149,6 +149,19 @@ impl Registry {
         self.changed.notify_waiters();
     }
 
+    /// Takes incarnation `generation` of `node_id` out of routing (its connection closed). A
+    /// newer incarnation of the same node is not affected.
+    pub fn mark_failed_generation(&self, node_id: &str, generation: u64) {
+        let current = self
+            .all()
+            .iter()
+            .find(|w| w.advert.node_id == node_id && w.advert.generation == generation)
+            .map(|w| w.advert.clone());
+        if let Some(advert) = current {
+            self.mark_failed(&advert);
+        }
+    }
+
     /// Counts one more request in flight on `worker`.
     pub fn enter(&self, worker: &WorkerView) -> InFlightGuard {
         worker.local.fetch_add(1, Ordering::Relaxed);

@@ -89,12 +89,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         max_queued: args.max_queued,
     };
-    let forwarder = Forwarder::new(
-        registry,
-        ConnectionPool::new(endpoint.clone()),
-        args.routing.build(),
-        limits,
-    );
+    let pool = ConnectionPool::new(endpoint.clone()).with_close_hook({
+        let registry = registry.clone();
+        Arc::new(move |node: &str, generation: u64| {
+            warn!(worker = %node, "QUIC connection closed: taking the worker out of routing");
+            registry.mark_failed_generation(node, generation);
+        })
+    });
+    let forwarder = Forwarder::new(registry, pool, args.routing.build(), limits);
     let http_client = reqwest::Client::builder()
         .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
         .build()

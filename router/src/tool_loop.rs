@@ -123,6 +123,8 @@ pub struct ToolLoop {
     rounds_left: u32,
     current: Option<ChatStream>,
     model: String,
+    /// The first round's worker.
+    worker: String,
     /// Events ready to hand out.
     ready: VecDeque<ChatEvent>,
     /// This round so far, to replay it into the conversation.
@@ -150,6 +152,7 @@ impl ToolLoop {
         let rounds_left = state.max_tool_rounds();
         Ok(ToolLoop {
             model: stream.model.clone(),
+            worker: stream.worker.clone(),
             state,
             request,
             mesh,
@@ -162,6 +165,10 @@ impl ToolLoop {
             started: false,
             done: false,
         })
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
     }
 
     fn all_calls_are_mesh(&self) -> bool {

@@ -121,11 +121,26 @@ impl QuicEndpoint {
     }
 }
 
-/// One live connection per peer, dialled on first use and redialled after it closes.
+/// Called with a peer's node id and generation when a connection to it closes for any reason.
+pub type CloseHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
+/// Which incarnation of which node to talk to, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    pub node: &'a str,
+    /// The gossip generation of this incarnation; a restarted node gets a new connection.
+    pub generation: u64,
+    pub addr: SocketAddr,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
+
+/// One live connection per peer incarnation, dialled on first use and redialled after it closes.
 pub struct ConnectionPool {
     endpoint: QuicEndpoint,
     /// Per-peer slot; the async mutex makes concurrent first requests share one dial.
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
+    slots: Mutex<HashMap<(String, u64), Slot>>,
+    on_close: Option<CloseHook>,
 }
 
 impl ConnectionPool {
@@ -133,57 +148,65 @@ impl ConnectionPool {
         ConnectionPool {
             endpoint,
             slots: Mutex::new(HashMap::new()),
+            on_close: None,
         }
     }
 
-    fn slot(&self, node: &str) -> Arc<tokio::sync::Mutex<Option<Connection>>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(node.to_string()).or_default().clone()
+    /// Runs `hook` whenever a pooled connection closes, so a peer that vanished is noticed by
+    /// its silence (the idle timeout) even when no request is reading from it.
+    pub fn with_close_hook(mut self, hook: CloseHook) -> Self {
+        self.on_close = Some(hook);
+        self
     }
 
-    /// A live connection to `node`, dialling it if needed.
-    pub async fn connection(&self, node: &str, addr: SocketAddr) -> Result<Connection, QuicError> {
-        let slot = self.slot(node);
+    fn slot(&self, peer: Peer<'_>) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget closed connections of other incarnations of this node.
+        slots.retain(|(node, generation), slot| {
+            node != peer.node
+                || *generation == peer.generation
+                || slot
+                    .try_lock()
+                    .map(|conn| conn.as_ref().is_some_and(|c| c.close_reason().is_none()))
+                    .unwrap_or(true)
+        });
+        slots
+            .entry((peer.node.to_string(), peer.generation))
+            .or_default()
+            .clone()
+    }
+
+    /// A live connection to `peer`, dialling it if needed.
+    pub async fn connection(&self, peer: Peer<'_>) -> Result<Connection, QuicError> {
+        let slot = self.slot(peer);
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() && conn.remote_address() == addr {
+            if conn.close_reason().is_none() && conn.remote_address() == peer.addr {
                 return Ok(conn.clone());
             }
         }
-        let conn = self.endpoint.connect(node, addr).await?;
+        let conn = self.endpoint.connect(peer.node, peer.addr).await?;
+        if let Some(hook) = &self.on_close {
+            let (hook, watched) = (hook.clone(), conn.clone());
+            let (node, generation) = (peer.node.to_string(), peer.generation);
+            tokio::spawn(async move {
+                watched.closed().await;
+                hook(&node, generation);
+            });
+        }
         *guard = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Opens a request stream to `node`.
-    pub async fn open(
-        &self,
-        node: &str,
-        addr: SocketAddr,
-    ) -> Result<(SendStream, RecvStream), QuicError> {
-        let conn = self.connection(node, addr).await?;
+    /// Opens a request stream to `peer`.
+    pub async fn open(&self, peer: Peer<'_>) -> Result<(SendStream, RecvStream), QuicError> {
+        let conn = self.connection(peer).await?;
         conn.open_bi()
             .await
             .map_err(|source| QuicError::Connection {
-                node: node.to_string(),
+                node: peer.node.to_string(),
                 source,
             })
-    }
-
-    /// Forgets peers that are no longer in the cluster, closing their connections.
-    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.retain(|node, slot| {
-            let keep = keep(node);
-            if !keep {
-                if let Ok(guard) = slot.try_lock() {
-                    if let Some(conn) = guard.as_ref() {
-                        conn.close(VarInt::from_u32(0), b"peer left the cluster");
-                    }
-                }
-            }
-            keep
-        });
     }
 
     pub fn endpoint(&self) -> &QuicEndpoint {

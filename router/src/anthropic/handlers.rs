@@ -11,7 +11,7 @@ use super::request::{check_required, translate, MessagesRequest, Translated};
 use super::response;
 use super::stream::EventRenderer;
 use crate::http::error::{error_response, json_response, Dialect};
-use crate::http::generate;
+use crate::http::generate::{self, with_worker};
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
@@ -54,24 +54,23 @@ pub async fn messages(state: &Arc<AppState>, _headers: &HeaderMap, body: &[u8]) 
     };
     // A stream reports the prompt size in its first event.
     translated.request.usage_first = translated.stream;
-    let mut stream = match generate::start(
-        state,
-        translated.request,
-        translated.images,
-        translated.mesh_tools.as_ref(),
-    )
-    .await
-    {
-        Ok(stream) => stream,
-        Err(e) => return error_response(DIALECT, &e),
-    };
     let id = ids::message_id();
+    let mesh = translated.mesh_tools.as_ref();
     if translated.stream {
-        let renderer = EventRenderer::new(id, stream.model().to_string());
-        return sse::respond(stream, AnthropicSse(renderer));
+        let generation =
+            match generate::start(state, translated.request, translated.images, mesh).await {
+                Ok(generation) => generation,
+                Err(e) => return error_response(DIALECT, &e),
+            };
+        let worker = generation.worker().to_string();
+        let renderer = EventRenderer::new(id, generation.model().to_string());
+        return with_worker(sse::respond(generation, AnthropicSse(renderer)), &worker);
     }
-    match generate::collect(&mut stream).await {
-        Ok(completion) => json_response(200, &response::message(&id, &completion)),
+    match generate::complete(state, translated.request, translated.images, mesh).await {
+        Ok((completion, worker)) => with_worker(
+            json_response(200, &response::message(&id, &completion)),
+            &worker,
+        ),
         Err(error) => error_response(DIALECT, &error),
     }
 }

@@ -2,6 +2,7 @@
 //! it, fetch images given by URL, start the generation (with retries, and with the server-side
 //! tool loop when the request opted in), and for non-streaming answers collect it whole.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -13,11 +14,22 @@ use crate::forward::ChatStream;
 use crate::images::{self, PendingImage};
 use crate::state::AppState;
 use crate::tool_loop::{self, EventSource, MeshTools, ToolLoop};
+use tracing::debug;
 
 /// A generation in progress: one worker stream, or a loop of them with mesh tools in between.
 pub enum Generation {
     Direct(ChatStream),
     Loop(Box<ToolLoop>),
+}
+
+impl Generation {
+    /// The worker serving the request (the first round's, for a tool loop).
+    pub fn worker(&self) -> &str {
+        match self {
+            Generation::Direct(stream) => &stream.worker,
+            Generation::Loop(tool_loop) => tool_loop.worker(),
+        }
+    }
 }
 
 impl EventSource for Generation {
@@ -38,23 +50,45 @@ impl EventSource for Generation {
     }
 }
 
-/// Starts a generation for a translated request.
+/// Workers a non-streaming request is redone on when its worker vanishes mid-generation.
+const MAX_REDOS: usize = 2;
+
+/// Checks, completes and prepares a request: routable, mesh tools attached, images fetched.
+async fn prepare(
+    state: &Arc<AppState>,
+    request: &mut ChatRequest,
+    pending: Vec<PendingImage>,
+    mesh: Option<&MeshTools>,
+) -> Result<Option<HashSet<String>>, RemoteError> {
+    // Refuse before fetching anything when no worker could take the request anyway.
+    state
+        .forwarder
+        .preflight(request)
+        .map_err(|e| e.to_remote())?;
+    let mesh = tool_loop::attach(state, request, mesh)?;
+    tool_loop::check_tool_choice(request)?;
+    if !pending.is_empty() {
+        images::fetch_all(&state.http_client, request, pending).await?;
+    }
+    Ok(mesh)
+}
+
+/// Starts a generation for a translated request, to be streamed.
 pub async fn start(
     state: &Arc<AppState>,
     mut request: ChatRequest,
     pending: Vec<PendingImage>,
     mesh: Option<&MeshTools>,
 ) -> Result<Generation, RemoteError> {
-    // Refuse before fetching anything when no worker could take the request anyway.
-    state
-        .forwarder
-        .preflight(&request)
-        .map_err(|e| e.to_remote())?;
-    let mesh = tool_loop::attach(state, &mut request, mesh)?;
-    tool_loop::check_tool_choice(&request)?;
-    if !pending.is_empty() {
-        images::fetch_all(&state.http_client, &mut request, pending).await?;
-    }
+    let mesh = prepare(state, &mut request, pending, mesh).await?;
+    begin(state, request, mesh).await
+}
+
+async fn begin(
+    state: &Arc<AppState>,
+    request: ChatRequest,
+    mesh: Option<HashSet<String>>,
+) -> Result<Generation, RemoteError> {
     match mesh {
         Some(names) if !names.is_empty() => Ok(Generation::Loop(Box::new(
             ToolLoop::start(state.clone(), request, names).await?,
@@ -65,6 +99,38 @@ pub async fn start(
             .await
             .map(Generation::Direct)
             .map_err(|e| e.to_remote()),
+    }
+}
+
+/// Runs a request to completion for a non-streaming answer. Nothing reaches the client before
+/// the end, so a worker that vanishes mid-generation costs a redo on another worker, not an
+/// error.
+pub async fn complete(
+    state: &Arc<AppState>,
+    mut request: ChatRequest,
+    pending: Vec<PendingImage>,
+    mesh: Option<&MeshTools>,
+) -> Result<(Completion, String), RemoteError> {
+    let mesh = prepare(state, &mut request, pending, mesh).await?;
+    if let Some(names) = mesh.filter(|n| !n.is_empty()) {
+        let mut generation = begin(state, request, Some(names)).await?;
+        let worker = generation.worker().to_string();
+        return collect(&mut generation).await.map(|c| (c, worker));
+    }
+    let mut lost_on = HashSet::new();
+    loop {
+        let mut stream = state
+            .forwarder
+            .chat_excluding(&request, &lost_on)
+            .await
+            .map_err(|e| e.to_remote())?;
+        let outcome = collect(&mut stream).await;
+        if outcome.is_err() && stream.worker_lost() && lost_on.len() < MAX_REDOS {
+            debug!(worker = %stream.worker, "worker lost mid-generation; redoing the request elsewhere");
+            lost_on.insert(stream.worker.clone());
+            continue;
+        }
+        return outcome.map(|c| (c, stream.worker.clone()));
     }
 }
 
@@ -85,3 +151,14 @@ pub async fn collect(source: &mut impl EventSource) -> Result<Completion, Remote
     }
     Ok(completion)
 }
+
+/// Names the serving worker in a response header, for operators tracing a request.
+pub fn with_worker(mut response: warp::reply::Response, worker: &str) -> warp::reply::Response {
+    if let Ok(value) = warp::http::HeaderValue::from_str(worker) {
+        response.headers_mut().insert(WORKER_HEADER, value);
+    }
+    response
+}
+
+/// Response header naming the worker that served a chat request.
+pub const WORKER_HEADER: &str = "x-auxot-worker";

@@ -9,7 +9,7 @@ use super::request::{translate, ChatCompletionRequest};
 use super::response;
 use super::stream::{ChunkRenderer, DONE};
 use crate::http::error::{error_response, json_response, Dialect};
-use crate::http::generate;
+use crate::http::generate::{self, with_worker};
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
@@ -45,30 +45,25 @@ pub async fn chat(state: &Arc<AppState>, body: &[u8]) -> Response {
         Ok(t) => t,
         Err(e) => return error_response(DIALECT, &e),
     };
-    let mut stream = match generate::start(
-        state,
-        translated.request,
-        translated.images,
-        translated.mesh_tools.as_ref(),
-    )
-    .await
-    {
-        Ok(stream) => stream,
-        Err(e) => return error_response(DIALECT, &e),
-    };
     let id = ids::completion_id();
     let created = ids::unix_now();
+    let mesh = translated.mesh_tools.as_ref();
     if translated.stream {
-        let renderer = ChunkRenderer::new(
-            id,
-            created,
-            stream.model().to_string(),
-            translated.include_usage,
-        );
-        return sse::respond(stream, OpenAiSse(renderer));
+        let generation =
+            match generate::start(state, translated.request, translated.images, mesh).await {
+                Ok(generation) => generation,
+                Err(e) => return error_response(DIALECT, &e),
+            };
+        let worker = generation.worker().to_string();
+        let model = generation.model().to_string();
+        let renderer = ChunkRenderer::new(id, created, model, translated.include_usage);
+        return with_worker(sse::respond(generation, OpenAiSse(renderer)), &worker);
     }
-    match generate::collect(&mut stream).await {
-        Ok(completion) => json_response(200, &response::completion(&id, created, &completion)),
+    match generate::complete(state, translated.request, translated.images, mesh).await {
+        Ok((completion, worker)) => with_worker(
+            json_response(200, &response::completion(&id, created, &completion)),
+            &worker,
+        ),
         Err(error) => error_response(DIALECT, &error),
     }
 }
