@@ -40,6 +40,10 @@ test: build model venv
 	$(CARGO) test --release --workspace
 	@echo "all tests passed"
 
+## bench: router overhead, join time, routing spread, failover and gossip figures (synthetic engine)
+bench: build
+	$(CARGO_TARGET_DIR)/release/auxot-bench
+
 ## lint: formatting and clippy, as CI wants them
 lint:
 	$(CARGO) fmt --all -- --check

@@ -108,7 +108,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             forwarder,
             http_client,
         )
-        .with_mesh_tools(args.mesh_tools, args.max_tool_rounds),
+        .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
+        .with_gossip_stats(gossip.stats()),
     );
     info!(
         node = %node_id,

@@ -1,6 +1,9 @@
 //! What every request handler shares.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use auxot_common::mesh::sealed::GossipStats;
 
 use crate::auth::Authenticator;
 use crate::forward::Forwarder;
@@ -17,6 +20,8 @@ pub struct AppState {
     mesh_tools_by_default: bool,
     /// Tool rounds the router runs for one request.
     max_tool_rounds: u32,
+    /// This router's gossip traffic, reported by `/health`.
+    pub gossip_stats: Arc<GossipStats>,
 }
 
 impl AppState {
@@ -34,7 +39,13 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             mesh_tools_by_default: false,
             max_tool_rounds: 4,
+            gossip_stats: Arc::default(),
         }
+    }
+
+    pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {
+        self.gossip_stats = stats;
+        self
     }
 
     /// Sets the server-side tool loop defaults.

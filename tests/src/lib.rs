@@ -14,19 +14,22 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod http_fixture;
+pub mod load;
 pub mod sse;
 
-/// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this test binary
-/// was built into (`<target>/<profile>/deps/<test>` -> `<target>/<profile>`).
+/// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this executable
+/// was built into (a test in `<target>/<profile>/deps/`, a binary in `<target>/<profile>/`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("AUXOT_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn bin(name: &str) -> PathBuf {

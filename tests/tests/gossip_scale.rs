@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auxot_common::mesh::gossip::{
-    failure_detector_config, generation_now, workers_in, DEFAULT_GOSSIP_INTERVAL,
+    chitchat_config, workers_in, GossipConfig, DEFAULT_GOSSIP_INTERVAL,
 };
 use auxot_common::mesh::keys;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo, NodeRole, NodeStateExt, Readiness};
@@ -32,9 +32,7 @@ use chitchat::transport::{
     ChannelTransport, RecvOutcome, SendOutcome, Socket, Statistics, Transport,
 };
 use chitchat::ChitchatEnvelope;
-use chitchat::{
-    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, NodeState, ProtocolVersion,
-};
+use chitchat::{spawn_chitchat, ChitchatHandle, ChitchatId, NodeState};
 use tokio::sync::watch;
 
 /// Simulated workers.
@@ -141,23 +139,21 @@ async fn spawn_node(
     seed: SocketAddr,
 ) -> SimNode {
     let addr = gossip_addr(index);
-    let id = ChitchatId::new(node_name(index), generation_now(), addr);
-    let config = ChitchatConfig {
-        chitchat_id: id.clone(),
-        cluster_id: cluster_id.to_string(),
-        gossip_interval: DEFAULT_GOSSIP_INTERVAL,
-        listen_addr: addr,
-        seed_nodes: if addr == seed {
-            Vec::new()
-        } else {
-            vec![seed.to_string()]
+    let config = chitchat_config(
+        cluster_id,
+        GossipConfig {
+            node_id: node_name(index),
+            listen_addr: addr,
+            advertise_addr: addr,
+            seeds: if addr == seed {
+                Vec::new()
+            } else {
+                vec![seed.to_string()]
+            },
+            interval: DEFAULT_GOSSIP_INTERVAL,
         },
-        failure_detector_config: failure_detector_config(),
-        marked_for_deletion_grace_period: Duration::from_secs(3600),
-        catchup_callback: None,
-        extra_liveness_predicate: Some(Box::new(|state: &NodeState| state.role().is_some())),
-        protocol_version: ProtocolVersion::V0,
-    };
+    );
+    let id = config.chitchat_id.clone();
     let quic = SocketAddr::new(addr.ip(), 7948);
     let initial = vec![
         (keys::ROLE.into(), NodeRole::Worker.as_str().into()),

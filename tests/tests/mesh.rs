@@ -3,14 +3,11 @@
 //! nothing, a joining worker gets traffic from both routers, cancellation reaches the worker
 //! across routers, and a restarted worker is not evicted by its old incarnation.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use auxot_tests::{sse, Cluster, WorkerOptions};
-use futures::StreamExt as _;
-use serde_json::{json, Value};
-use tokio::sync::Semaphore;
+use auxot_tests::load::{by_worker, load, one, Outcome};
+use auxot_tests::{Cluster, WorkerOptions};
+use serde_json::json;
 
 /// A synthetic worker: `ttft` ms to the first token, then `tokens` tokens at `rate` per second.
 fn synthetic(name: &str, ttft: u64, tokens: u32, rate: u32, slots: u32) -> WorkerOptions {
@@ -29,123 +26,6 @@ fn synthetic(name: &str, ttft: u64, tokens: u32, rate: u32, slots: u32) -> Worke
         ],
         ..Default::default()
     }
-}
-
-/// What happened to one request.
-#[derive(Debug, Clone, Default)]
-struct Outcome {
-    status: u16,
-    worker: String,
-    /// Content reached the client before the end (streaming only).
-    started: bool,
-    /// The request ended in an error (status or error event) instead of a complete answer.
-    failed: bool,
-    detail: String,
-}
-
-async fn one(client: &reqwest::Client, url: &str, key: &str, stream: bool) -> Outcome {
-    let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}], "stream": stream});
-    let response = match client
-        .post(format!("{url}/api/openai/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-    {
-        Ok(response) => response,
-        Err(err) => {
-            return Outcome {
-                failed: true,
-                detail: err.to_string(),
-                ..Default::default()
-            }
-        }
-    };
-    let mut outcome = Outcome {
-        status: response.status().as_u16(),
-        worker: response
-            .headers()
-            .get("x-auxot-worker")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        ..Default::default()
-    };
-    if outcome.status != 200 {
-        outcome.failed = true;
-        outcome.detail = response.text().await.unwrap_or_default();
-        return outcome;
-    }
-    if !stream {
-        let body: Value = response.json().await.unwrap_or_default();
-        outcome.failed = body["choices"][0]["finish_reason"].as_str().is_none();
-        outcome.detail = body.to_string();
-        return outcome;
-    }
-    let mut text = String::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        match chunk {
-            Ok(bytes) => {
-                text.push_str(&String::from_utf8_lossy(&bytes));
-                if text.contains("\"content\"") {
-                    outcome.started = true;
-                }
-            }
-            Err(err) => {
-                outcome.failed = true;
-                outcome.detail = err.to_string();
-                return outcome;
-            }
-        }
-    }
-    let events = sse::parse(&text).unwrap_or_default();
-    let errored = events.iter().any(|e| e.data.contains("\"error\""));
-    let done = events.last().is_some_and(|e| e.data == "[DONE]");
-    outcome.failed = errored || !done;
-    outcome.detail = text;
-    outcome
-}
-
-/// Sends `per_router` requests through each router, `concurrency` at a time per router.
-async fn load(
-    cluster: &Cluster,
-    per_router: usize,
-    concurrency: usize,
-    stream: impl Fn(usize) -> bool,
-) -> Vec<Outcome> {
-    let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for router in 0..cluster.routers.len() {
-        let limit = Arc::new(Semaphore::new(concurrency));
-        for i in 0..per_router {
-            let permit = limit.clone().acquire_owned().await.expect("semaphore");
-            let (client, url, key, stream) = (
-                client.clone(),
-                cluster.router_url(router),
-                cluster.api_key.clone(),
-                stream(i),
-            );
-            tasks.push(tokio::spawn(async move {
-                let outcome = one(&client, &url, &key, stream).await;
-                drop(permit);
-                outcome
-            }));
-        }
-    }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.expect("request task"));
-    }
-    outcomes
-}
-
-fn by_worker(outcomes: &[Outcome]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for outcome in outcomes.iter().filter(|o| !o.failed) {
-        *counts.entry(outcome.worker.clone()).or_insert(0) += 1;
-    }
-    counts
 }
 
 async fn two_routers_three_workers(workers: [WorkerOptions; 3]) -> Cluster {

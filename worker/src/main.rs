@@ -18,6 +18,7 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_env("AUXOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = cli::Cli::parse();
     let result = match cli.command {

@@ -26,7 +26,10 @@ pub fn advertise_ip(bind: IpAddr, explicit: Option<&str>) -> std::io::Result<IpA
     if !bind.is_unspecified() {
         return Ok(bind);
     }
-    Ok(default_route_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+    Ok(default_route_ip().unwrap_or_else(|| {
+        tracing::warn!("no default route: advertising 127.0.0.1, which only this machine can reach; set --advertise-host");
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }))
 }
 
 /// The local address of the default route. `connect` on UDP only selects a route; nothing is

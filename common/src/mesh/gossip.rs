@@ -17,7 +17,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::keys;
 use super::node::{NodeRole, NodeStateExt, WorkerAdvert};
-use super::sealed::SealedUdpTransport;
+use super::sealed::{GossipStats, SealedUdpTransport};
 use crate::secret::ClusterSecret;
 
 /// Gossip round interval.
@@ -49,6 +49,25 @@ pub fn failure_detector_config() -> FailureDetectorConfig {
     }
 }
 
+/// The chitchat settings every auxot node uses (also what in-process scale tests run).
+pub fn chitchat_config(cluster_id: &str, config: GossipConfig) -> ChitchatConfig {
+    ChitchatConfig {
+        chitchat_id: ChitchatId::new(config.node_id, generation_now(), config.advertise_addr),
+        cluster_id: cluster_id.to_string(),
+        gossip_interval: config.interval,
+        listen_addr: config.listen_addr,
+        seed_nodes: config.seeds,
+        failure_detector_config: failure_detector_config(),
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        // A node counts as live only once it has said what it is.
+        extra_liveness_predicate: Some(Box::new(|state: &NodeState| state.role().is_some())),
+        // Compressed digests: every auxot node runs the same chitchat, so the newer format is
+        // safe, and digests are most of the gossip traffic.
+        protocol_version: ProtocolVersion::V1,
+    }
+}
+
 /// A start-time generation id: grows on every restart, so state left by a previous incarnation
 /// of the same node id never shadows the new one.
 pub fn generation_now() -> u64 {
@@ -62,6 +81,7 @@ pub fn generation_now() -> u64 {
 pub struct Gossip {
     handle: ChitchatHandle,
     chitchat: Arc<Mutex<Chitchat>>,
+    stats: Arc<GossipStats>,
 }
 
 impl Gossip {
@@ -71,23 +91,21 @@ impl Gossip {
         config: GossipConfig,
         initial: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        let chitchat_config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(config.node_id, generation_now(), config.advertise_addr),
-            cluster_id: secret.cluster_id(),
-            gossip_interval: config.interval,
-            listen_addr: config.listen_addr,
-            seed_nodes: config.seeds,
-            failure_detector_config: failure_detector_config(),
-            marked_for_deletion_grace_period: Duration::from_secs(3600),
-            catchup_callback: None,
-            // A node counts as live only once it has said what it is.
-            extra_liveness_predicate: Some(Box::new(|state: &NodeState| state.role().is_some())),
-            protocol_version: ProtocolVersion::V0,
-        };
+        let chitchat_config = chitchat_config(&secret.cluster_id(), config);
         let transport = SealedUdpTransport::new(secret);
+        let stats = transport.stats();
         let handle = spawn_chitchat(chitchat_config, initial, &transport).await?;
         let chitchat = handle.chitchat();
-        Ok(Gossip { handle, chitchat })
+        Ok(Gossip {
+            handle,
+            chitchat,
+            stats,
+        })
+    }
+
+    /// Traffic counters of this node's gossip socket.
+    pub fn stats(&self) -> Arc<GossipStats> {
+        self.stats.clone()
     }
 
     pub fn node_id(&self) -> &str {

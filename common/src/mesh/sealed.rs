@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -94,16 +96,46 @@ impl Sealer {
     }
 }
 
+/// Gossip traffic counters, for operators (router `/health`) and benchmarks.
+#[derive(Debug, Default)]
+pub struct GossipStats {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub datagrams_sent: AtomicU64,
+    pub datagrams_received: AtomicU64,
+    /// Datagrams that did not open with the cluster key (strangers, other clusters).
+    pub datagrams_rejected: AtomicU64,
+}
+
+impl GossipStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "bytes_sent": self.bytes_sent.load(Ordering::Relaxed),
+            "bytes_received": self.bytes_received.load(Ordering::Relaxed),
+            "datagrams_sent": self.datagrams_sent.load(Ordering::Relaxed),
+            "datagrams_received": self.datagrams_received.load(Ordering::Relaxed),
+            "datagrams_rejected": self.datagrams_rejected.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// A chitchat transport whose datagrams are sealed with the cluster secret.
 pub struct SealedUdpTransport {
     sealer: Sealer,
+    stats: Arc<GossipStats>,
 }
 
 impl SealedUdpTransport {
     pub fn new(secret: &ClusterSecret) -> Self {
         SealedUdpTransport {
             sealer: Sealer::new(secret),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counters of the sockets this transport opens.
+    pub fn stats(&self) -> Arc<GossipStats> {
+        self.stats.clone()
     }
 }
 
@@ -126,6 +158,7 @@ impl Transport for SealedUdpTransport {
         let capture_addr = capture.local_addr()?;
         Ok(Box::new(SealedSocket {
             sealer: self.sealer.clone(),
+            stats: self.stats.clone(),
             public,
             codec,
             codec_addr,
@@ -140,6 +173,7 @@ impl Transport for SealedUdpTransport {
 
 struct SealedSocket {
     sealer: Sealer,
+    stats: Arc<GossipStats>,
     /// The socket other nodes talk to.
     public: UdpSocket,
     /// chitchat's own socket, used only to encode and decode messages.
@@ -203,6 +237,10 @@ impl Socket for SealedSocket {
             .send_to(&sealed, to)
             .await
             .context("failed to send gossip datagram")?;
+        self.stats
+            .bytes_sent
+            .fetch_add(num_bytes_sent as u64, Ordering::Relaxed);
+        self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
         Ok(SendOutcome { num_bytes_sent })
     }
 
@@ -229,8 +267,19 @@ impl Socket for SealedSocket {
                     }
                 }
                 Next::Sealed(Ok((len, from))) => match self.sealer.open(&self.buf[..len]) {
-                    Some(plain) => self.relay(from, &plain)?,
+                    Some(plain) => {
+                        self.stats
+                            .bytes_received
+                            .fetch_add(len as u64, Ordering::Relaxed);
+                        self.stats
+                            .datagrams_received
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.relay(from, &plain)?
+                    }
                     None => {
+                        self.stats
+                            .datagrams_rejected
+                            .fetch_add(1, Ordering::Relaxed);
                         debug!(%from, len, "dropped a gossip datagram not sealed for this cluster")
                     }
                 },

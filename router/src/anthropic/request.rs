@@ -539,10 +539,6 @@ mod tests {
                 "temperature",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": "x"}]}),
-                "requires at least one tool",
-            ),
-            (
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}),
                 "messages.0.content.0.type",
             ),

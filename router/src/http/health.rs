@@ -33,6 +33,7 @@ pub fn health(state: &AppState) -> Response {
         "active_jobs": active,
         "available": total_slots.saturating_sub(active),
         "models": registry.models().into_iter().map(|m| m.id).collect::<Vec<_>>(),
+        "gossip": state.gossip_stats.snapshot(),
         "capacity": model_workers.iter().map(|w| json!({
             "worker": w.advert.node_id,
             "device": w.advert.device,

@@ -512,10 +512,6 @@ mod tests {
                 "max_tokens",
             ),
             (
-                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
-                "needs at least one tool",
-            ),
-            (
                 json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
                 "tool_call_id",
             ),
