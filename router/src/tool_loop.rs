@@ -299,22 +299,18 @@ impl EventSource for ToolLoop {
         &self.model
     }
 
-    fn next(&mut self) -> impl Future<Output = Option<ChatEvent>> + Send {
-        async move {
-            loop {
-                if let Some(event) = self.ready.pop_front() {
-                    return Some(event);
-                }
-                if self.done {
-                    return None;
-                }
-                let Some(stream) = self.current.as_mut() else {
-                    return None;
-                };
-                match stream.next().await {
-                    Some(event) => self.on_event(event).await,
-                    None => self.done = true,
-                }
+    async fn next(&mut self) -> Option<ChatEvent> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            let stream = self.current.as_mut()?;
+            match stream.next().await {
+                Some(event) => self.on_event(event).await,
+                None => self.done = true,
             }
         }
     }

@@ -3,7 +3,6 @@
 //! tool loop when the request opted in), and for non-streaming answers collect it whole.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 
 use auxot_common::chat::{ChatEvent, ChatRequest};
@@ -18,7 +17,7 @@ use tracing::debug;
 
 /// A generation in progress: one worker stream, or a loop of them with mesh tools in between.
 pub enum Generation {
-    Direct(ChatStream),
+    Direct(Box<ChatStream>),
     Loop(Box<ToolLoop>),
 }
 
@@ -35,17 +34,15 @@ impl Generation {
 impl EventSource for Generation {
     fn model(&self) -> &str {
         match self {
-            Generation::Direct(stream) => EventSource::model(stream),
+            Generation::Direct(stream) => &stream.model,
             Generation::Loop(tool_loop) => tool_loop.model(),
         }
     }
 
-    fn next(&mut self) -> impl Future<Output = Option<ChatEvent>> + Send {
-        async move {
-            match self {
-                Generation::Direct(stream) => stream.next().await,
-                Generation::Loop(tool_loop) => tool_loop.next().await,
-            }
+    async fn next(&mut self) -> Option<ChatEvent> {
+        match self {
+            Generation::Direct(stream) => stream.next().await,
+            Generation::Loop(tool_loop) => tool_loop.next().await,
         }
     }
 }
@@ -97,7 +94,7 @@ async fn begin(
             .forwarder
             .chat(&request)
             .await
-            .map(Generation::Direct)
+            .map(|stream| Generation::Direct(Box::new(stream)))
             .map_err(|e| e.to_remote()),
     }
 }

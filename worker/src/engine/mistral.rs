@@ -349,7 +349,8 @@ impl MistralEngine {
             };
             match response {
                 Response::Chunk(chunk) => {
-                    if stream.on_chunk(chunk)? {
+                    let finished = stream.on_chunk(chunk)?;
+                    if finished {
                         return Ok(());
                     }
                 }

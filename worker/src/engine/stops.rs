@@ -113,7 +113,9 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[&str], &[&str], &str, Option<&str>)] = &[
+        // (stop strings, pieces fed, text emitted, stop string matched)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a str, Option<&'a str>);
+        let cases: &[Case] = &[
             (&[], &["a", "b"], "ab", None),
             (&["END"], &["hello ", "EN", "D more"], "hello ", Some("END")),
             (&["END"], &["hello EN", "d"], "hello ENd", None),
