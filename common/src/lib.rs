@@ -10,6 +10,7 @@
 pub mod chat;
 pub mod completion;
 pub mod error;
+pub mod logging;
 pub mod mesh;
 pub mod secret;
 pub mod signal;

@@ -19,7 +19,6 @@ mod tool_loop;
 mod tools_api;
 
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
 
 fn print_setup(out: &store::SetupOutput, data_dir: &std::path::Path, json: bool) {
     if json {
@@ -79,13 +78,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("AUXOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    auxot_common::logging::init();
     match run(cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

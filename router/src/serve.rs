@@ -55,12 +55,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let identity = NodeIdentity::issue(&data.secret, &node_id)?;
     let endpoint = QuicEndpoint::bind(&identity, args.quic_addr, false)?;
 
-    let gossip_socket = std::net::UdpSocket::bind(args.gossip_addr)
-        .with_context(|| format!("binding the gossip address {}", args.gossip_addr))?;
-    let gossip_bind = gossip_socket.local_addr()?;
-    drop(gossip_socket);
     let advertise_host = args.advertise_host.as_deref();
-    let gossip_advertise = addr::advertise_addr(gossip_bind, advertise_host, gossip_bind.port())?;
+    let (gossip_bind, gossip_advertise) =
+        addr::bind_and_advertise(args.gossip_addr, advertise_host).context("the gossip address")?;
     let http_advertise = addr::advertise_addr(http_addr, advertise_host, http_addr.port())?;
     let gossip = Gossip::spawn(
         &data.secret,

@@ -109,15 +109,9 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     let quic_advertise =
         addr::advertise_addr(quic_bind, args.advertise_host.as_deref(), quic_port)?;
 
-    let gossip_socket = std::net::UdpSocket::bind(args.gossip_addr)
-        .with_context(|| format!("binding gossip address {}", args.gossip_addr))?;
-    let gossip_bind = gossip_socket.local_addr()?;
-    drop(gossip_socket);
-    let gossip_advertise = addr::advertise_addr(
-        gossip_bind,
-        args.advertise_host.as_deref(),
-        gossip_bind.port(),
-    )?;
+    let (gossip_bind, gossip_advertise) =
+        addr::bind_and_advertise(args.gossip_addr, args.advertise_host.as_deref())
+            .context("the gossip address")?;
 
     let initial = vec![
         (

@@ -53,6 +53,19 @@ pub fn advertise_addr(
     ))
 }
 
+/// Checks that `addr` can be bound (resolving port 0 to a free port) and returns the address to
+/// bind and the address to advertise for it.
+pub fn bind_and_advertise(
+    addr: SocketAddr,
+    explicit_host: Option<&str>,
+) -> std::io::Result<(SocketAddr, SocketAddr)> {
+    let bound = UdpSocket::bind(addr)
+        .and_then(|s| s.local_addr())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}/udp: {e}")))?;
+    let advertised = advertise_addr(bound, explicit_host, bound.port())?;
+    Ok((bound, advertised))
+}
+
 /// The machine's host name, or `node` when it cannot be read.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -188,28 +188,18 @@ impl MistralEngine {
             .map(|p| p.display().to_string());
         let model = match &source {
             Source::LocalGguf { dir, files } => {
-                let mut builder = GgufModelBuilder::new(dir.display().to_string(), files.clone())
-                    .with_token_source(TokenSource::None)
-                    .with_max_num_seqs(options.max_seqs);
-                if options.force_cpu {
-                    builder = builder.with_force_cpu();
-                }
-                if let Some(t) = &template {
-                    builder = builder.with_chat_template(t);
-                }
-                builder.build().await
+                let builder = GgufModelBuilder::new(dir.display().to_string(), files.clone())
+                    .with_token_source(TokenSource::None);
+                configure_gguf(builder, options, template.as_deref())
+                    .build()
+                    .await
             }
             Source::HubGguf { repo, files } => {
-                let mut builder = GgufModelBuilder::new(repo, files.clone())
-                    .with_token_source(hub_token)
-                    .with_max_num_seqs(options.max_seqs);
-                if options.force_cpu {
-                    builder = builder.with_force_cpu();
-                }
-                if let Some(t) = &template {
-                    builder = builder.with_chat_template(t);
-                }
-                builder.build().await
+                let builder =
+                    GgufModelBuilder::new(repo, files.clone()).with_token_source(hub_token);
+                configure_gguf(builder, options, template.as_deref())
+                    .build()
+                    .await
             }
             Source::LocalDir(dir) => {
                 let builder = ModelBuilder::new(dir.display().to_string())
@@ -434,6 +424,21 @@ impl MistralEngine {
             )),
         }
     }
+}
+
+fn configure_gguf(
+    mut builder: GgufModelBuilder,
+    options: &MistralOptions,
+    template: Option<&str>,
+) -> GgufModelBuilder {
+    builder = builder.with_max_num_seqs(options.max_seqs);
+    if options.force_cpu {
+        builder = builder.with_force_cpu();
+    }
+    if let Some(t) = template {
+        builder = builder.with_chat_template(t);
+    }
+    builder
 }
 
 fn configure_auto(
