@@ -176,3 +176,100 @@ mod tests {
         assert!(check_fetchable("not a url").is_err());
     }
 }
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::*;
+    use auxot_common::chat::{Message, Role};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Serves one canned HTTP response per connection on loopback.
+    async fn serve(content_type: &'static str, body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                });
+            }
+        });
+        format!("http://{addr}/image")
+    }
+
+    fn request_with_placeholder() -> ChatRequest {
+        ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![
+                    Part::Text { text: "see".into() },
+                    Part::Image(placeholder()),
+                ],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fetched_images_land_where_they_were_referenced() {
+        let url = serve("image/png; charset=binary", vec![1, 2, 3]).await;
+        let mut request = request_with_placeholder();
+        let pending = vec![PendingImage {
+            message: 0,
+            part: 1,
+            url,
+        }];
+        fetch_all(&reqwest::Client::new(), &mut request, pending)
+            .await
+            .expect("fetch");
+        assert_eq!(
+            request.messages[0].content[1],
+            Part::Image(Image {
+                media_type: "image/png".into(),
+                data: vec![1, 2, 3]
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_and_unreachable_images_are_client_errors() {
+        let url = serve("image/png", vec![0; MAX_IMAGE_BYTES + 1]).await;
+        let mut request = request_with_placeholder();
+        let err = fetch_all(
+            &reqwest::Client::new(),
+            &mut request,
+            vec![PendingImage {
+                message: 0,
+                part: 1,
+                url,
+            }],
+        )
+        .await
+        .expect_err("too large");
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(err.message.contains("limit"), "{}", err.message);
+        let dead = PendingImage {
+            message: 0,
+            part: 1,
+            url: "http://127.0.0.1:1/x.png".into(),
+        };
+        let err = fetch_all(&reqwest::Client::new(), &mut request, vec![dead])
+            .await
+            .expect_err("unreachable");
+        assert!(
+            err.message.contains("could not fetch image"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -111,6 +111,25 @@ def test_json_object_response_format(client, model):
     assert isinstance(json.loads(completion.choices[0].message.content), dict)
 
 
+def test_json_schema_response_format(client, model):
+    schema = {
+        "type": "object",
+        "properties": {"capital": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["capital", "country"],
+        "additionalProperties": False,
+    }
+    completion = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}},
+        max_tokens=60,
+        temperature=0,
+    )
+    answer = json.loads(completion.choices[0].message.content)
+    assert set(answer) == {"capital", "country"}
+    assert all(isinstance(v, str) for v in answer.values())
+
+
 def test_models(client, model):
     ids = [m.id for m in client.models.list()]
     assert model in ids
