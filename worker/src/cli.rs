@@ -69,6 +69,10 @@ pub struct JoinArgs {
     #[arg(long, env = "AUXOT_MAX_SEQS")]
     pub max_seqs: Option<usize>,
 
+    /// Share of GPU memory given to the KV cache (PagedAttention); ignored on CPU.
+    #[arg(long, default_value_t = 0.85, env = "AUXOT_GPU_MEMORY_UTILIZATION")]
+    pub gpu_memory_utilization: f32,
+
     /// Compute on the CPU even when a GPU is available.
     #[arg(long, env = "AUXOT_CPU")]
     pub cpu: bool,

@@ -36,6 +36,9 @@ fn default_max_seqs() -> usize {
 
 async fn load_engine(args: &JoinArgs) -> anyhow::Result<Option<Arc<dyn Engine>>> {
     let max_seqs = args.max_seqs.unwrap_or_else(default_max_seqs);
+    if !(args.gpu_memory_utilization > 0.0 && args.gpu_memory_utilization <= 1.0) {
+        bail!("--gpu-memory-utilization must be greater than 0 and at most 1");
+    }
     if max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
     }
@@ -68,6 +71,7 @@ async fn load_engine(args: &JoinArgs) -> anyhow::Result<Option<Arc<dyn Engine>>>
                 max_seqs,
                 force_cpu: args.cpu,
                 chat_template: args.chat_template.clone(),
+                gpu_memory_utilization: args.gpu_memory_utilization,
             })
             .await?;
             Ok(Some(Arc::new(engine)))

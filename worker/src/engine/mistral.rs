@@ -16,8 +16,8 @@ use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use either::Either;
 use mistralrs::core::{RequestMessage, SupportedModality, TokenizationRequest};
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, ModelBuilder, NormalRequest, Request, Response,
-    StopTokens, TokenSource,
+    Constraint, GgufModelBuilder, MemoryGpuConfig, Model, ModelBuilder, NormalRequest,
+    PagedAttentionMetaBuilder, Request, Response, StopTokens, TokenSource,
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tracing::info;
@@ -46,6 +46,8 @@ pub struct MistralOptions {
     pub force_cpu: bool,
     /// A `.json` or `.jinja` chat template overriding the model's own.
     pub chat_template: Option<PathBuf>,
+    /// Share of GPU memory for the KV cache (PagedAttention); unused on CPU.
+    pub gpu_memory_utilization: f32,
 }
 
 /// Where the weights come from.
@@ -190,27 +192,27 @@ impl MistralEngine {
             Source::LocalGguf { dir, files } => {
                 let builder = GgufModelBuilder::new(dir.display().to_string(), files.clone())
                     .with_token_source(TokenSource::None);
-                configure_gguf(builder, options, template.as_deref())
+                configure_gguf(builder, options, template.as_deref())?
                     .build()
                     .await
             }
             Source::HubGguf { repo, files } => {
                 let builder =
                     GgufModelBuilder::new(repo, files.clone()).with_token_source(hub_token);
-                configure_gguf(builder, options, template.as_deref())
+                configure_gguf(builder, options, template.as_deref())?
                     .build()
                     .await
             }
             Source::LocalDir(dir) => {
                 let builder = ModelBuilder::new(dir.display().to_string())
                     .with_token_source(TokenSource::None);
-                configure_auto(builder, options, template.as_deref())
+                configure_auto(builder, options, template.as_deref())?
                     .build()
                     .await
             }
             Source::Hub(repo) => {
                 let builder = ModelBuilder::new(repo).with_token_source(hub_token);
-                configure_auto(builder, options, template.as_deref())
+                configure_auto(builder, options, template.as_deref())?
                     .build()
                     .await
             }
@@ -426,37 +428,50 @@ impl MistralEngine {
     }
 }
 
+/// PagedAttention with a KV cache sized to a share of GPU memory: continuous batching and
+/// prefix caching on GPUs (mistral.rs's default budget of 4096 tokens thrashes). A no-op in
+/// builds without a GPU backend.
+fn paged_attention(options: &MistralOptions) -> anyhow::Result<mistralrs::PagedAttentionConfig> {
+    PagedAttentionMetaBuilder::default()
+        .with_gpu_memory(MemoryGpuConfig::Utilization(options.gpu_memory_utilization))
+        .build()
+}
+
 fn configure_gguf(
     mut builder: GgufModelBuilder,
     options: &MistralOptions,
     template: Option<&str>,
-) -> GgufModelBuilder {
+) -> anyhow::Result<GgufModelBuilder> {
     builder = builder.with_max_num_seqs(options.max_seqs);
     if options.force_cpu {
         builder = builder.with_force_cpu();
+    } else {
+        builder = builder.with_paged_attn(paged_attention(options)?);
     }
     if let Some(t) = template {
         builder = builder.with_chat_template(t);
     }
-    builder
+    Ok(builder)
 }
 
 fn configure_auto(
     mut builder: ModelBuilder,
     options: &MistralOptions,
     template: Option<&str>,
-) -> ModelBuilder {
+) -> anyhow::Result<ModelBuilder> {
     builder = builder.with_max_num_seqs(options.max_seqs);
     if options.force_cpu {
         // Safetensors default to BF16, which CPUs run slowly or not at all.
         builder = builder
             .with_force_cpu()
             .with_dtype(mistralrs::ModelDType::F32);
+    } else {
+        builder = builder.with_paged_attn(paged_attention(options)?);
     }
     if let Some(t) = template {
         builder = builder.with_chat_template(t);
     }
-    builder
+    Ok(builder)
 }
 
 /// Turns engine chunks into canonical events for one generation.
@@ -662,6 +677,7 @@ mod tests {
             max_seqs: 4,
             force_cpu: true,
             chat_template: None,
+            gpu_memory_utilization: 0.85,
         }
     }
 
