@@ -7,6 +7,7 @@
 //! [`chat`]; they never translate into each other.
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
 pub mod chat;
 pub mod completion;
 pub mod error;

@@ -65,12 +65,8 @@ pub enum FrameError {
     Truncated,
 }
 
-/// Writes one frame.
-pub async fn write_frame<W, T>(writer: &mut W, value: &T) -> Result<(), FrameError>
-where
-    W: AsyncWrite + Unpin,
-    T: Serialize,
-{
+/// Encodes one frame (length prefix and JSON body).
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(value)?;
     if body.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(body.len()));
@@ -79,7 +75,17 @@ where
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&body);
-    writer.write_all(&buf).await?;
+    Ok(buf)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W, T>(writer: &mut W, value: &T) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let frame = encode_frame(value)?;
+    writer.write_all(&frame).await?;
     Ok(())
 }
 

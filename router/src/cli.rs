@@ -129,6 +129,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4, env = "AUXOT_MAX_TOOL_ROUNDS")]
     pub max_tool_rounds: u32,
 
+    /// Let image URLs in requests point at loopback, private and link-local addresses (off by
+    /// default: callers could otherwise make the router probe its own network).
+    #[arg(long, env = "AUXOT_ALLOW_PRIVATE_IMAGE_URLS")]
+    pub allow_private_image_urls: bool,
+
     /// Seconds to let open requests and streams finish after SIGTERM.
     #[arg(long, default_value_t = 30, env = "AUXOT_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: u64,

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auxot_common::chat::{ChatEvent, ChatRequest, AUTO_MODEL};
+use auxot_common::chat::{ChatEvent, ChatRequest, Usage, AUTO_MODEL};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::node::WorkerAdvert;
 use auxot_common::mesh::quic::{ConnectionPool, Peer};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult};
-use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest, CODE_CANCELLED};
+use auxot_common::wire::{
+    encode_frame, read_frame, FrameError, WireReply, WireRequest, CODE_CANCELLED, MAX_FRAME_BYTES,
+};
 use quinn::{RecvStream, SendStream, VarInt};
 use tracing::{debug, warn};
 
@@ -24,6 +26,25 @@ use crate::routing::Policy;
 
 /// Workers tried for one request before giving up.
 const MAX_ATTEMPTS: usize = 3;
+
+/// Longest wait for a worker's first output (a long prefill on a busy CPU worker can take
+/// minutes); past it the worker counts as wedged and the request moves on.
+const FIRST_OUTPUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest silence between two events of a generation before it is ended with an error.
+const STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Encodes a request for the wire once, so a request too large to send is the caller's 400 and
+/// never a worker's failure.
+fn encode(request: &WireRequest) -> Result<Vec<u8>, RouteError> {
+    encode_frame(request).map_err(|e| {
+        RouteError::Remote(match e {
+            FrameError::TooLarge(n) => RemoteError::invalid(format!(
+                "the request is {n} bytes once encoded for a worker; the limit is {MAX_FRAME_BYTES}"
+            )),
+            other => RemoteError::internal(format!("encoding the request: {other}")),
+        })
+    })
+}
 
 /// How long and how many requests may wait for capacity when every worker is full.
 #[derive(Debug, Clone, Copy)]
@@ -121,15 +142,17 @@ impl ChatStream {
         if self.finished {
             return None;
         }
-        let event = match read_frame::<_, WireReply>(&mut self.recv).await {
-            Ok(Some(WireReply::Event(event))) => event,
-            Ok(Some(WireReply::Error(error))) => ChatEvent::Error(error),
-            Ok(Some(other)) => ChatEvent::Error(RemoteError::internal(format!(
+        let frame = tokio::time::timeout(STALL_TIMEOUT, read_frame::<_, WireReply>(&mut self.recv));
+        let event = match frame.await {
+            Ok(Ok(Some(WireReply::Event(event)))) => event,
+            Ok(Ok(Some(WireReply::Error(error)))) => ChatEvent::Error(error),
+            Ok(Ok(Some(other))) => ChatEvent::Error(RemoteError::internal(format!(
                 "worker {} sent an unexpected reply: {other:?}",
                 self.worker
             ))),
-            Ok(None) => self.lose("closed the stream before finishing"),
-            Err(err) => self.lose(&err.to_string()),
+            Ok(Ok(None)) => self.lose("closed the stream before finishing"),
+            Ok(Err(err)) => self.lose(&err.to_string()),
+            Err(_) => self.lose(&format!("no event for {STALL_TIMEOUT:?}")),
         };
         self.note(&event);
         Some(event)
@@ -312,6 +335,7 @@ impl Forwarder {
         request: &ChatRequest,
         exclude: &HashSet<String>,
     ) -> Result<ChatStream, RouteError> {
+        let frame = encode(&WireRequest::Chat(request.clone()))?;
         let mut tried = exclude.clone();
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
@@ -319,7 +343,7 @@ impl Forwarder {
                 break;
             };
             tried.insert(worker.advert.node_id.clone());
-            match self.try_chat(&worker, request).await {
+            match self.try_chat(&worker, request, &frame).await {
                 Attempt::Done(stream) => return Ok(stream),
                 Attempt::Fail(error) => return Err(RouteError::Remote(error)),
                 Attempt::Retry(error) => {
@@ -333,10 +357,12 @@ impl Forwarder {
         })))
     }
 
+    /// Opens a stream to `worker` and sends an encoded request; a failure here is the
+    /// transport's (the request was checked when it was encoded), so the worker becomes suspect.
     async fn open(
         &self,
         worker: &WorkerView,
-        request: &WireRequest,
+        frame: &[u8],
     ) -> Result<(SendStream, RecvStream), RemoteError> {
         let advert = &worker.advert;
         let opened = self
@@ -355,7 +381,7 @@ impl Forwarder {
                 format!("worker {} unreachable: {e}", advert.node_id),
             )
         })?;
-        write_frame(&mut send, request).await.map_err(|e| {
+        send.write_all(frame).await.map_err(|e| {
             self.registry.mark_failed(advert);
             RemoteError::new(
                 ErrorKind::Unavailable,
@@ -365,9 +391,14 @@ impl Forwarder {
         Ok((send, recv))
     }
 
-    async fn try_chat(&self, worker: &WorkerView, request: &ChatRequest) -> Attempt<ChatStream> {
+    async fn try_chat(
+        &self,
+        worker: &WorkerView,
+        request: &ChatRequest,
+        frame: &[u8],
+    ) -> Attempt<ChatStream> {
         let in_flight = self.registry.enter(worker);
-        let (send, recv) = match self.open(worker, &WireRequest::Chat(request.clone())).await {
+        let (send, recv) = match self.open(worker, frame).await {
             Ok(streams) => streams,
             Err(error) => return Attempt::Retry(error),
         };
@@ -383,12 +414,35 @@ impl Forwarder {
             advert: worker.advert.clone(),
             _in_flight: in_flight,
         };
-        // Read ahead to the first output; until then a failure is retried elsewhere.
+        // Read ahead to the first output; until then a failure is retried elsewhere. An early
+        // prompt count (usage with no completion tokens) is not output.
+        let deadline = tokio::time::Instant::now() + FIRST_OUTPUT_TIMEOUT;
         loop {
-            match read_frame::<_, WireReply>(&mut stream.recv).await {
+            let frame =
+                tokio::time::timeout_at(deadline, read_frame::<_, WireReply>(&mut stream.recv));
+            let Ok(frame) = frame.await else {
+                stream.finished = true;
+                self.registry.mark_failed(&worker.advert);
+                return Attempt::Retry(RemoteError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "worker {} produced nothing within {FIRST_OUTPUT_TIMEOUT:?}",
+                        worker.advert.node_id
+                    ),
+                ));
+            };
+            match frame {
                 Ok(Some(WireReply::Event(ChatEvent::Start { model, worker }))) => {
                     stream.model = model;
                     stream.worker = worker;
+                }
+                Ok(Some(WireReply::Event(
+                    event @ ChatEvent::Usage(Usage {
+                        completion_tokens: 0,
+                        ..
+                    }),
+                ))) => {
+                    stream.pending.push_back(event);
                 }
                 Ok(Some(WireReply::Event(ChatEvent::Error(error))))
                 | Ok(Some(WireReply::Error(error))) => {
@@ -422,8 +476,8 @@ impl Forwarder {
 
     /// Counts prompt tokens on a worker serving the model.
     pub async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, RouteError> {
-        let wire = WireRequest::CountTokens(request.clone());
-        self.unary(request, &wire, |reply| match reply {
+        let frame = encode(&WireRequest::CountTokens(request.clone()))?;
+        self.unary(request, &frame, |reply| match reply {
             WireReply::TokenCount { tokens } => Ok(tokens),
             other => Err(RemoteError::internal(format!("unexpected reply {other:?}"))),
         })
@@ -434,7 +488,7 @@ impl Forwarder {
     async fn unary<T>(
         &self,
         request: &ChatRequest,
-        wire: &WireRequest,
+        frame: &[u8],
         extract: impl Fn(WireReply) -> Result<T, RemoteError>,
     ) -> Result<T, RouteError> {
         let mut tried = HashSet::new();
@@ -445,20 +499,22 @@ impl Forwarder {
             };
             tried.insert(worker.advert.node_id.clone());
             let _in_flight = self.registry.enter(&worker);
-            let (_send, mut recv) = match self.open(&worker, wire).await {
+            let (_send, mut recv) = match self.open(&worker, frame).await {
                 Ok(streams) => streams,
                 Err(error) => {
                     last = Some(error);
                     continue;
                 }
             };
-            let outcome = match read_frame::<_, WireReply>(&mut recv).await {
-                Ok(Some(WireReply::Error(error))) => classify(error),
-                Ok(Some(reply)) => match extract(reply) {
+            let reply =
+                tokio::time::timeout(FIRST_OUTPUT_TIMEOUT, read_frame::<_, WireReply>(&mut recv));
+            let outcome = match reply.await {
+                Ok(Ok(Some(WireReply::Error(error)))) => classify(error),
+                Ok(Ok(Some(reply))) => match extract(reply) {
                     Ok(value) => Attempt::Done(value),
                     Err(error) => Attempt::Fail(error),
                 },
-                Ok(None) | Err(_) => {
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
                     self.registry.mark_failed(&worker.advert);
                     Attempt::Retry(RemoteError::new(
                         ErrorKind::Unavailable,
@@ -487,10 +543,9 @@ impl Forwarder {
         call: &ToolCallRequest,
         timeout: Duration,
     ) -> Result<ToolCallResult, RemoteError> {
+        let frame = encode(&WireRequest::ExecuteTool(call.clone())).map_err(|e| e.to_remote())?;
         let _in_flight = self.registry.enter(worker);
-        let (_send, mut recv) = self
-            .open(worker, &WireRequest::ExecuteTool(call.clone()))
-            .await?;
+        let (_send, mut recv) = self.open(worker, &frame).await?;
         match tokio::time::timeout(timeout, read_frame::<_, WireReply>(&mut recv)).await {
             Err(_) => Err(RemoteError::new(
                 ErrorKind::Timeout,

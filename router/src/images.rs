@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use auxot_common::address_policy;
 use auxot_common::chat::{ChatRequest, Image, Part};
 use auxot_common::error::{ErrorKind, RemoteError};
 use base64::Engine as _;
@@ -11,6 +14,10 @@ use futures::StreamExt as _;
 
 /// Largest image accepted, decoded.
 pub const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Images given by URL in one request.
+pub const MAX_URL_IMAGES: usize = 16;
+/// Bytes fetched for one request, all images together.
+pub const MAX_FETCHED_BYTES: usize = 48 * 1024 * 1024;
 /// Time allowed to fetch one image by URL.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -79,14 +86,81 @@ pub fn check_fetchable(url: &str) -> Result<(), String> {
     }
 }
 
-async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteError> {
+/// Where the router may fetch images from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchPolicy {
+    /// Allow loopback, private and link-local addresses (off: a caller could otherwise make the
+    /// router probe its own network or a cloud metadata service).
+    pub allow_private: bool,
+}
+
+/// The checked addresses of `url`'s host, and the host name to pin them to.
+async fn resolve_checked(
+    url: &url::Url,
+    policy: FetchPolicy,
+) -> Result<(String, Vec<SocketAddr>), RemoteError> {
+    let invalid = |message: String| RemoteError::invalid(message);
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| invalid(format!("image URL {url} has no port")))?;
+    let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let addrs = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| invalid(format!("could not fetch image {url}: {e}")))?
+                .collect();
+            (name.to_string(), addrs)
+        }
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        None => return Err(invalid(format!("image URL {url} has no host"))),
+    };
+    if addrs.is_empty() {
+        return Err(invalid(format!(
+            "could not fetch image {url}: its host has no address"
+        )));
+    }
+    if !policy.allow_private {
+        for addr in &addrs {
+            if let Some(why) = address_policy::refusal(addr.ip()) {
+                return Err(invalid(format!(
+                    "refusing to fetch image {url}: {why} addresses ({}) are not allowed (start the router with --allow-private-image-urls to permit)",
+                    addr.ip()
+                )));
+            }
+        }
+    }
+    Ok((host, addrs))
+}
+
+/// Fetches one image, connecting only to addresses the policy allows and following no
+/// redirects (each hop would need the same check; a caller can give the final URL).
+async fn fetch_one(
+    url: &str,
+    policy: FetchPolicy,
+    budget: &mut usize,
+) -> Result<Image, RemoteError> {
     let upstream = |message: String| RemoteError::new(ErrorKind::InvalidRequest, message);
-    let response = client
-        .get(url)
+    let parsed = url::Url::parse(url).map_err(|e| upstream(format!("image URL {url}: {e}")))?;
+    let (host, addrs) = resolve_checked(&parsed, policy).await?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(FETCH_TIMEOUT)
+        .resolve_to_addrs(&host, &addrs)
+        .build()
+        .map_err(|e| RemoteError::internal(format!("building the image client: {e}")))?;
+    let response = client
+        .get(parsed)
         .send()
         .await
         .map_err(|e| upstream(format!("could not fetch image {url}: {e}")))?;
+    if response.status().is_redirection() {
+        return Err(upstream(format!(
+            "image URL {url} redirects; give the final URL of the image"
+        )));
+    }
     if !response.status().is_success() {
         return Err(upstream(format!(
             "fetching image {url} returned HTTP {}",
@@ -99,10 +173,11 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
         .unwrap_or_default();
+    let limit = MAX_IMAGE_BYTES.min(*budget);
     if let Some(len) = response.content_length() {
-        if len as usize > MAX_IMAGE_BYTES {
+        if len as usize > limit {
             return Err(upstream(format!(
-                "image {url} is {len} bytes; the limit is {MAX_IMAGE_BYTES}"
+                "image {url} is {len} bytes; the limit is {MAX_IMAGE_BYTES} per image and {MAX_FETCHED_BYTES} per request"
             )));
         }
     }
@@ -110,13 +185,14 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| upstream(format!("reading image {url}: {e}")))?;
-        if data.len() + chunk.len() > MAX_IMAGE_BYTES {
+        if data.len() + chunk.len() > limit {
             return Err(upstream(format!(
-                "image {url} exceeds the {MAX_IMAGE_BYTES}-byte limit"
+                "image {url} exceeds the limit of {MAX_IMAGE_BYTES} bytes per image and {MAX_FETCHED_BYTES} per request"
             )));
         }
         data.extend_from_slice(&chunk);
     }
+    *budget -= data.len();
     let media_type = if media_type.starts_with("image/") {
         media_type
     } else {
@@ -125,16 +201,21 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<Image, RemoteE
     Ok(Image { media_type, data })
 }
 
-/// Fetches every pending image into `request`.
+/// Fetches every pending image into `request`, one after the other within a per-request budget.
 pub async fn fetch_all(
-    client: &reqwest::Client,
+    policy: FetchPolicy,
     request: &mut ChatRequest,
     pending: Vec<PendingImage>,
 ) -> Result<(), RemoteError> {
-    let fetched =
-        futures::future::join_all(pending.iter().map(|p| fetch_one(client, &p.url))).await;
-    for (slot, image) in pending.iter().zip(fetched) {
-        let image = image?;
+    if pending.len() > MAX_URL_IMAGES {
+        return Err(RemoteError::invalid(format!(
+            "{} images by URL; at most {MAX_URL_IMAGES} per request",
+            pending.len()
+        )));
+    }
+    let mut budget = MAX_FETCHED_BYTES;
+    for slot in &pending {
+        let image = fetch_one(&slot.url, policy, &mut budget).await?;
         if let Some(Part::Image(target)) = request
             .messages
             .get_mut(slot.message)
@@ -207,6 +288,47 @@ mod fetch_tests {
         format!("http://{addr}/image")
     }
 
+    const LOOPBACK_ALLOWED: FetchPolicy = FetchPolicy {
+        allow_private: true,
+    };
+
+    #[tokio::test]
+    async fn private_addresses_are_refused_by_default() {
+        let url = serve("image/png", vec![1]).await;
+        let mut request = request_with_placeholder();
+        let err = fetch_all(
+            FetchPolicy::default(),
+            &mut request,
+            vec![PendingImage {
+                message: 0,
+                part: 1,
+                url,
+            }],
+        )
+        .await
+        .expect_err("loopback refused");
+        assert!(err.message.contains("loopback"), "{}", err.message);
+        let metadata = PendingImage {
+            message: 0,
+            part: 1,
+            url: "http://169.254.169.254/latest/meta-data".into(),
+        };
+        let err = fetch_all(FetchPolicy::default(), &mut request, vec![metadata])
+            .await
+            .expect_err("link-local refused");
+        assert!(err.message.contains("link-local"), "{}", err.message);
+        let many = (0..=MAX_URL_IMAGES)
+            .map(|_| PendingImage {
+                message: 0,
+                part: 1,
+                url: "https://example.com/a.png".into(),
+            })
+            .collect();
+        assert!(fetch_all(FetchPolicy::default(), &mut request, many)
+            .await
+            .is_err());
+    }
+
     fn request_with_placeholder() -> ChatRequest {
         ChatRequest {
             messages: vec![Message {
@@ -229,7 +351,7 @@ mod fetch_tests {
             part: 1,
             url,
         }];
-        fetch_all(&reqwest::Client::new(), &mut request, pending)
+        fetch_all(LOOPBACK_ALLOWED, &mut request, pending)
             .await
             .expect("fetch");
         assert_eq!(
@@ -246,7 +368,7 @@ mod fetch_tests {
         let url = serve("image/png", vec![0; MAX_IMAGE_BYTES + 1]).await;
         let mut request = request_with_placeholder();
         let err = fetch_all(
-            &reqwest::Client::new(),
+            LOOPBACK_ALLOWED,
             &mut request,
             vec![PendingImage {
                 message: 0,
@@ -263,7 +385,7 @@ mod fetch_tests {
             part: 1,
             url: "http://127.0.0.1:1/x.png".into(),
         };
-        let err = fetch_all(&reqwest::Client::new(), &mut request, vec![dead])
+        let err = fetch_all(LOOPBACK_ALLOWED, &mut request, vec![dead])
             .await
             .expect_err("unreachable");
         assert!(

@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::cli::ServeArgs;
 use crate::forward::{AdmissionLimits, Forwarder};
 use crate::http;
+use crate::images::FetchPolicy;
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::store;
@@ -94,16 +95,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
     });
     let forwarder = Forwarder::new(registry, pool, args.routing.build(), limits);
-    let http_client = reqwest::Client::builder()
-        .user_agent(concat!("auxot-router/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")?;
     let state = Arc::new(
         AppState::new(
             node_id.clone(),
             Authenticator::new(data.keys),
             forwarder,
-            http_client,
+            FetchPolicy {
+                allow_private: args.allow_private_image_urls,
+            },
         )
         .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
         .with_gossip_stats(gossip.stats()),

@@ -7,13 +7,14 @@ use auxot_common::mesh::sealed::GossipStats;
 
 use crate::auth::Authenticator;
 use crate::forward::Forwarder;
+use crate::images::FetchPolicy;
 
 pub struct AppState {
     pub node_id: String,
     pub auth: Authenticator,
     pub forwarder: Forwarder,
-    /// Fetches images given by URL.
-    pub http_client: reqwest::Client,
+    /// Where images given by URL may be fetched from.
+    pub image_policy: FetchPolicy,
     /// Set once the router starts shutting down.
     shutting_down: AtomicBool,
     /// Run mesh tools for every request that does not say otherwise.
@@ -29,13 +30,13 @@ impl AppState {
         node_id: String,
         auth: Authenticator,
         forwarder: Forwarder,
-        http_client: reqwest::Client,
+        image_policy: FetchPolicy,
     ) -> Self {
         AppState {
             node_id,
             auth,
             forwarder,
-            http_client,
+            image_policy,
             shutting_down: AtomicBool::new(false),
             mesh_tools_by_default: false,
             max_tool_rounds: 4,

@@ -65,7 +65,7 @@ async fn prepare(
     let mesh = tool_loop::attach(state, request, mesh)?;
     tool_loop::check_tool_choice(request)?;
     if !pending.is_empty() {
-        images::fetch_all(&state.http_client, request, pending).await?;
+        images::fetch_all(state.image_policy, request, pending).await?;
     }
     Ok(mesh)
 }

@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult, ToolInfo};
 
-mod address_policy;
 mod command;
 pub mod config;
 mod http;

@@ -1,7 +1,7 @@
 //! `web_fetch`: reads a web page and returns it as Markdown (HTML) or text, a slice at a time.
 //!
 //! The URL comes from a model, so the fetch is treated as hostile: every hop's host is resolved
-//! here and checked by [`address_policy`](super::address_policy), and the connection is pinned to
+//! here and checked by [`address_policy`](auxot_common::address_policy), and the connection is pinned to
 //! the checked addresses (a fresh client per hop with `resolve_to_addrs`) so a second DNS answer
 //! cannot point it elsewhere. Redirects are followed by hand for the same reason, each hop checked
 //! again. Proxies from the environment are ignored: a proxy would make the connection to an
@@ -23,7 +23,9 @@ use url::{Host, Url};
 
 use super::config::WebFetchConfig;
 use super::http::{read_capped, upstream, USER_AGENT};
-use super::{address_policy, input, Tool};
+use auxot_common::address_policy;
+
+use super::{input, Tool};
 
 const NAME: &str = "web_fetch";
 

@@ -1,10 +1,11 @@
-//! Which IP addresses `web_fetch` may connect to (SSRF protection).
+//! Which IP addresses a node may connect to on a caller's behalf (SSRF protection): the worker's
+//! `web_fetch` tool and the router's fetching of images given by URL.
 //!
-//! A model choosing URLs must not be able to reach the worker's own services, the cluster's
-//! private network or a cloud metadata endpoint (169.254.169.254). Checking the URL's host name is
-//! not enough: a public name can resolve to 127.0.0.1, and DNS rebinding can answer differently on
-//! the second lookup. So `web_fetch` resolves the name itself, checks every address here, and pins
-//! the connection to the checked addresses. Addresses embedding an IPv4 address (IPv4-mapped,
+//! A caller (or a model) choosing URLs must not be able to reach a node's own services, the
+//! cluster's private network or a cloud metadata endpoint (169.254.169.254). Checking the URL's
+//! host name is not enough: a public name can resolve to 127.0.0.1, and DNS rebinding can answer
+//! differently on the second lookup. So the fetcher resolves the name itself, checks every
+//! address here, and pins the connection to the checked addresses. Addresses embedding an IPv4 address (IPv4-mapped,
 //! IPv4-compatible, NAT64) are judged by the embedded address, since that is where they lead.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -37,8 +38,10 @@ fn refusal_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("broadcast")
     } else if ip.is_multicast() {
         Some("multicast")
-    } else if a >= 240 {
+    } else if a >= 240 || (a == 192 && b == 0 && ip.octets()[2] == 0) {
         Some("reserved")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking (198.18.0.0/15)")
     } else {
         None
     }
@@ -80,6 +83,18 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(tail);
     }
+    // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): the IPv4 address is in the last 32 bits.
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return Some(tail);
+    }
+    // 6to4 (2002::/16) embeds the IPv4 address in bits 16..48.
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    // Teredo (2001:0::/32) carries the client's IPv4 address, inverted, in the last 32 bits.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some(Ipv4Addr::new(!o[12], !o[13], !o[14], !o[15]));
+    }
     None
 }
 
@@ -116,6 +131,11 @@ mod tests {
             ("::ffff:169.254.169.254", "link-local"),
             ("::10.0.0.1", "private"),
             ("64:ff9b::a00:1", "private"),
+            ("64:ff9b:1::7f00:1", "loopback"),
+            ("2002:7f00:1::1", "loopback"),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+            ("198.18.0.1", "benchmarking (198.18.0.0/15)"),
+            ("192.0.0.8", "reserved"),
         ];
         for (ip, reason) in cases {
             let ip: IpAddr = ip.parse().expect("test address");
