@@ -18,6 +18,9 @@ const GOOD_TTL: Duration = Duration::from_secs(300);
 const BAD_TTL: Duration = Duration::from_secs(10);
 const MAX_CACHED: usize = 10_000;
 const CONCURRENT_VERIFICATIONS: usize = 2;
+/// How long a request waits for a verification slot; past it, a flood of made-up keys cannot
+/// delay everyone else indefinitely.
+const VERIFY_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub enum AuthError {
     Missing,
     /// A key was sent and is not valid.
     Invalid,
+    /// Too many verifications are queued; the caller should retry shortly.
+    Busy,
 }
 
 impl AuthError {
@@ -33,6 +38,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing API key: send `Authorization: Bearer rtr_...`",
             AuthError::Invalid => "invalid API key",
+            AuthError::Busy => "too many API key verifications in progress; retry shortly",
         }
     }
 }
@@ -94,12 +100,11 @@ impl Authenticator {
         if let Some(ok) = self.cached(&print) {
             return if ok { Ok(()) } else { Err(AuthError::Invalid) };
         }
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AuthError::Invalid)?;
+        let permit =
+            tokio::time::timeout(VERIFY_QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| AuthError::Busy)?
+                .map_err(|_| AuthError::Invalid)?;
         // Another request may have verified the same key while this one waited.
         if let Some(ok) = self.cached(&print) {
             return if ok { Ok(()) } else { Err(AuthError::Invalid) };

@@ -124,9 +124,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.start_shutdown();
     let _ = stop_tx.send(());
     let deadline = Duration::from_secs(args.shutdown_timeout_secs);
+    let mut server = server;
     tokio::select! {
-        _ = server => info!("all requests finished"),
-        _ = tokio::time::sleep(deadline) => warn!("shutdown deadline passed with requests still open"),
+        _ = &mut server => info!("all requests finished"),
+        _ = tokio::time::sleep(deadline) => {
+            warn!("shutdown deadline passed: ending open streams with an error event");
+            state.streams_deadline.cancel();
+            // A moment for the streams to write their last event.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+        }
         _ = stop_signal() => warn!("second signal: stopping now"),
     }
     gossip.shutdown();

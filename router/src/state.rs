@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use auxot_common::mesh::sealed::GossipStats;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::forward::Forwarder;
@@ -23,6 +24,8 @@ pub struct AppState {
     max_tool_rounds: u32,
     /// This router's gossip traffic, reported by `/health`.
     pub gossip_stats: Arc<GossipStats>,
+    /// Cancelled when the shutdown deadline passes: open streams end with an error event.
+    pub streams_deadline: CancellationToken,
 }
 
 impl AppState {
@@ -41,6 +44,7 @@ impl AppState {
             mesh_tools_by_default: false,
             max_tool_rounds: 4,
             gossip_stats: Arc::default(),
+            streams_deadline: CancellationToken::new(),
         }
     }
 

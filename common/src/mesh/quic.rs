@@ -121,6 +121,12 @@ impl QuicEndpoint {
     }
 }
 
+/// Whether two socket addresses name the same peer; a dual-stack socket reports IPv4 peers as
+/// IPv4-mapped IPv6 addresses.
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
 /// Called with a peer's node id and generation when a connection to it closes for any reason.
 pub type CloseHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
@@ -181,7 +187,7 @@ impl ConnectionPool {
         let slot = self.slot(peer);
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() && conn.remote_address() == peer.addr {
+            if conn.close_reason().is_none() && same_addr(conn.remote_address(), peer.addr) {
                 return Ok(conn.clone());
             }
         }

@@ -64,7 +64,14 @@ pub async fn messages(state: &Arc<AppState>, _headers: &HeaderMap, body: &[u8]) 
             };
         let worker = generation.worker().to_string();
         let renderer = EventRenderer::new(id, generation.model().to_string());
-        return with_worker(sse::respond(generation, AnthropicSse(renderer)), &worker);
+        return with_worker(
+            sse::respond(
+                generation,
+                AnthropicSse(renderer),
+                state.streams_deadline.clone(),
+            ),
+            &worker,
+        );
     }
     match generate::complete(state, translated.request, translated.images, mesh).await {
         Ok((completion, worker)) => with_worker(

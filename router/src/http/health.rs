@@ -42,5 +42,7 @@ pub fn health(state: &AppState) -> Response {
             "models": w.advert.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    json_response(200, &body)
+    // A draining router answers 503 so load balancers stop sending it new connections.
+    let status = if state.is_shutting_down() { 503 } else { 200 };
+    json_response(status, &body)
 }

@@ -15,6 +15,7 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::Filter as _;
 
+use crate::auth::AuthError;
 use crate::state::AppState;
 
 pub mod error;
@@ -146,7 +147,13 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
-async fn read_body<S, B>(body: S) -> Result<Bytes, RemoteError>
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+async fn read_body<S, B>(body: S) -> Result<Bytes, BodyError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: bytes::Buf,
@@ -154,12 +161,9 @@ where
     let mut body = std::pin::pin!(body);
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| RemoteError::invalid(format!("reading the request body: {e}")))?;
+        let mut chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if out.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(RemoteError::invalid(format!(
-                "request body exceeds {MAX_BODY_BYTES} bytes"
-            )));
+            return Err(BodyError::TooLarge);
         }
         while chunk.has_remaining() {
             let piece = chunk.chunk();
@@ -195,16 +199,29 @@ where
         }
     };
     if route.needs_auth() {
-        if let Err(err) = state.auth.check(api_key(&headers)).await {
-            return unauthorized(dialect, err.message());
+        match state.auth.check(api_key(&headers)).await {
+            Ok(()) => {}
+            Err(AuthError::Busy) => {
+                let error = RemoteError::new(ErrorKind::Unavailable, AuthError::Busy.message());
+                return error_response(dialect, &error);
+            }
+            Err(err) => return unauthorized(dialect, err.message()),
         }
     }
     let body = match read_body(body).await {
         Ok(body) => body,
-        Err(error) => {
+        Err(BodyError::TooLarge) => {
+            let error =
+                RemoteError::invalid(format!("request body exceeds {MAX_BODY_BYTES} bytes"));
             let mut response = error_response(dialect, &error);
             *response.status_mut() = warp::http::StatusCode::PAYLOAD_TOO_LARGE;
             return response;
+        }
+        Err(BodyError::Read(message)) => {
+            return error_response(
+                dialect,
+                &RemoteError::invalid(format!("reading the request body: {message}")),
+            )
         }
     };
     match route {

@@ -10,8 +10,10 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use auxot_common::chat::ChatEvent;
+use auxot_common::error::{ErrorKind, RemoteError};
 use futures::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply as _, Response};
 use warp::sse::Event;
 
@@ -37,13 +39,23 @@ pub fn named(name: &str, payload: impl AsRef<str>) -> Event {
 }
 
 /// Streams `stream` through `renderer` as the response.
-pub fn respond(mut stream: impl EventSource, mut renderer: impl SseRenderer) -> Response {
+/// Streams `stream` through `renderer` as the response. When `deadline` is cancelled (the router
+/// is shutting down and its grace period is over) the stream ends with an error event.
+pub fn respond(
+    mut stream: impl EventSource,
+    mut renderer: impl SseRenderer,
+    deadline: CancellationToken,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
                 // The client went away; dropping `stream` cancels the generation.
                 _ = tx.closed() => return,
+                _ = deadline.cancelled() => Some(ChatEvent::Error(RemoteError::new(
+                    ErrorKind::Unavailable,
+                    "the router is shutting down; retry the request",
+                ))),
                 event = stream.next() => event,
             };
             let Some(event) = event else { break };

@@ -57,7 +57,14 @@ pub async fn chat(state: &Arc<AppState>, body: &[u8]) -> Response {
         let worker = generation.worker().to_string();
         let model = generation.model().to_string();
         let renderer = ChunkRenderer::new(id, created, model, translated.include_usage);
-        return with_worker(sse::respond(generation, OpenAiSse(renderer)), &worker);
+        return with_worker(
+            sse::respond(
+                generation,
+                OpenAiSse(renderer),
+                state.streams_deadline.clone(),
+            ),
+            &worker,
+        );
     }
     match generate::complete(state, translated.request, translated.images, mesh).await {
         Ok((completion, worker)) => with_worker(
