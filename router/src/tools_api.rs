@@ -136,6 +136,10 @@ pub async fn run(state: &AppState, name: &str, input: Value) -> Result<Value, Re
             .await
         {
             Ok(ToolCallResult::Ok { result }) => return Ok(result),
+            // This worker cannot run it now (not configured, program missing): another may.
+            Ok(ToolCallResult::Failed { error }) if error.kind == ErrorKind::Unavailable => {
+                last = Some(error)
+            }
             Ok(ToolCallResult::Failed { error }) => return Err(error),
             // The worker went away mid-call: one more try elsewhere.
             Err(error) if error.kind == ErrorKind::Unavailable => last = Some(error),

@@ -44,9 +44,20 @@ pub struct JoinArgs {
     )]
     pub seeds: Vec<String>,
 
-    /// Join token printed by `auxot-router setup`.
-    #[arg(long, env = "AUXOT_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Join token printed by `auxot-router setup` (it carries the cluster secret: prefer
+    /// --token-file or AUXOT_TOKEN over the command line, which other users can read).
+    #[arg(
+        long,
+        env = "AUXOT_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+
+    /// File holding the join token (for example a mounted secret).
+    #[arg(long, env = "AUXOT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Model to serve: a .gguf file, a model directory, or a Hugging Face id (org/name). Optional
     /// on a tools-only worker.

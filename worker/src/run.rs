@@ -94,7 +94,13 @@ async fn load_tools(args: &JoinArgs) -> anyhow::Result<Option<Arc<ToolRunner>>> 
 
 /// Runs the worker until it is stopped.
 pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
-    let secret = ClusterSecret::from_join_token(&args.token).context("invalid --token")?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the join token from {}", path.display()))?,
+        (None, None) => bail!("give the join token with --token or --token-file"),
+    };
+    let secret = ClusterSecret::from_join_token(&token).context("invalid join token")?;
     let tools = load_tools(&args).await?;
 
     // Bind QUIC first: its port is part of the default node id, and a taken port should fail
@@ -169,7 +175,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
         ];
     }
     if let Some(tools) = &tools {
-        advert.push((keys::TOOLS, serde_json::to_string(&tools.infos())?));
+        advert.push((keys::TOOLS, tools_advert(tools)?));
     }
     advert.push((keys::LOAD, "0".to_string()));
     advert.push((keys::READINESS, Readiness::Ready.as_str().to_string()));
@@ -177,7 +183,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     info!(node = %node_id, model = ?engine.as_ref().map(|e| e.model().id.clone()), "ready");
 
     let gossip = Arc::new(gossip);
-    let publisher = tokio::spawn(publish_load(state.clone(), gossip.clone()));
+    let publisher = tokio::spawn(publish(state.clone(), gossip.clone()));
     stop_signal().await;
 
     info!(in_flight = state.in_flight(), "draining");
@@ -209,15 +215,44 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn publish_load(state: Arc<WorkerState>, gossip: Arc<Gossip>) {
-    let mut last = u32::MAX;
+/// Largest tools advertisement. chitchat sends each key-value whole in a datagram (64 KB at
+/// most) and in order, so one oversized value would hold back every later key, readiness
+/// included: refuse it at start instead.
+const MAX_TOOLS_ADVERT_BYTES: usize = 48 * 1024;
+
+/// The `tools` gossip value, or why it cannot be gossiped.
+fn tools_advert(tools: &ToolRunner) -> anyhow::Result<String> {
+    let advert = serde_json::to_string(&tools.infos())?;
+    if advert.len() > MAX_TOOLS_ADVERT_BYTES {
+        bail!(
+            "the tools of this worker describe themselves in {} bytes; gossip carries at most {MAX_TOOLS_ADVERT_BYTES}: serve fewer tools (or MCP servers) per worker",
+            advert.len()
+        );
+    }
+    Ok(advert)
+}
+
+/// Publishes the load figure (at most once per interval) and the tools' availability whenever
+/// it changes (an MCP server that died, for example).
+async fn publish(state: Arc<WorkerState>, gossip: Arc<Gossip>) {
+    let mut last_load = u32::MAX;
+    let mut last_tools = state.tools.as_ref().and_then(|t| tools_advert(t).ok());
     let mut tick = tokio::time::interval(LOAD_PUBLISH_INTERVAL);
     loop {
         tick.tick().await;
         let load = state.in_flight();
-        if load != last {
+        if load != last_load {
             gossip.set(keys::LOAD, load.to_string()).await;
-            last = load;
+            last_load = load;
+        }
+        if let Some(tools) = &state.tools {
+            let advert = tools_advert(tools).ok();
+            if advert.is_some() && advert != last_tools {
+                if let Some(value) = &advert {
+                    gossip.set(keys::TOOLS, value.clone()).await;
+                }
+                last_tools = advert;
+            }
         }
     }
 }

@@ -151,9 +151,15 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
         }
         WireRequest::ExecuteTool(call) => match &state.tools {
             Some(tools) => {
-                let result = tools.execute(&call).await;
-                let _ = write_frame(&mut send, &WireReply::ToolResult(result)).await;
-                let _ = send.finish();
+                // A router that gives up (timeout, client gone) stops the stream: stop the tool.
+                let stopped = send.stopped();
+                tokio::select! {
+                    result = tools.execute(&call) => {
+                        let _ = write_frame(&mut send, &WireReply::ToolResult(result)).await;
+                        let _ = send.finish();
+                    }
+                    _ = stopped => debug!(tool = %call.tool, "router cancelled the tool call"),
+                }
             }
             None => {
                 let error = RemoteError::new(
@@ -203,9 +209,10 @@ async fn chat(
         return;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let generation = tokio::spawn(async move { engine.chat(request, tx).await });
+    let mut generation = tokio::spawn(async move { engine.chat(request, tx).await });
     let stopped = send.stopped();
     tokio::pin!(stopped);
+    let mut ended = false;
     loop {
         tokio::select! {
             _ = &mut stopped => {
@@ -214,11 +221,25 @@ async fn chat(
             }
             event = rx.recv() => match event {
                 Some(event) => {
+                    ended = matches!(event, ChatEvent::Finish { .. } | ChatEvent::Error(_));
                     if write_frame(&mut send, &WireReply::Event(event)).await.is_err() {
                         break;
                     }
                 }
                 None => {
+                    // The engine ended without saying how (a bug or a panic in the adapter):
+                    // report it as this request's failure, so the router does not take the
+                    // worker for dead and redo a request that would fail the same way.
+                    if !ended {
+                        let outcome = (&mut generation).await;
+                        let why = match outcome {
+                            Err(join) if join.is_panic() => "the engine panicked on this request",
+                            _ => "the engine ended the generation without finishing it",
+                        };
+                        warn!(why, "generation failed");
+                        let error = ChatEvent::Error(RemoteError::internal(why));
+                        let _ = write_frame(&mut send, &WireReply::Event(error)).await;
+                    }
                     let _ = send.finish();
                     break;
                 }
@@ -228,5 +249,7 @@ async fn chat(
     // Dropping the receiver tells the engine to stop; wait for it so the in-flight count only
     // drops once the engine has really let go of the sequence.
     drop(rx);
-    let _ = generation.await;
+    if !generation.is_finished() {
+        let _ = generation.await;
+    }
 }

@@ -12,8 +12,11 @@
 //! relay socket dedicated to the sender, so the relay's address says who the real sender was.
 //! Every step is cancel-safe: state changes only between awaits.
 //!
-//! A sealed datagram is `magic (4) | nonce (12) | ciphertext | tag (16)`. Nonces are random; a
-//! replayed datagram only repeats state chitchat already has (versions are monotonic).
+//! A sealed datagram is `magic (4) | sealed at (8) | nonce (12) | ciphertext | tag (16)`, the
+//! first two authenticated as associated data. Nonces are random. A datagram sealed more than a
+//! minute from now is refused, so a captured datagram cannot be replayed later (for example to
+//! make a node reflect large answers at a victim); within the minute a replay only repeats state
+//! chitchat already has, since versions are monotonic.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,11 +30,16 @@ use chitchat::ChitchatEnvelope;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::UdpSocket;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::secret::ClusterSecret;
 
-const MAGIC: &[u8; 4] = b"AXG1";
+const MAGIC: &[u8; 4] = b"AXG2";
+/// Magic and the sealing time (milliseconds since the Unix epoch), authenticated but clear.
+const HEADER_LEN: usize = MAGIC.len() + 8;
+/// Oldest (or furthest in the future) a datagram may be: replays are refused after this, and
+/// nodes need clocks within this of each other (NTP keeps them far closer).
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 const TAG_LEN: usize = 16;
 const MAX_DATAGRAM: usize = 65_507;
 /// Relay sockets kept before the table is reset; one per gossip peer seen recently.
@@ -56,44 +64,68 @@ impl Sealer {
         }
     }
 
-    /// Encrypts `plain` into a datagram.
+    /// Encrypts `plain` into a datagram stamped with the current time.
     pub fn seal(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.seal_at(plain, unix_millis())
+    }
+
+    fn seal_at(&self, plain: &[u8], millis: u64) -> anyhow::Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
             .map_err(|_| anyhow::anyhow!("no randomness for a gossip nonce"))?;
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&millis.to_be_bytes());
         let mut body = plain.to_vec();
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(MAGIC),
+                Aad::from(&header),
                 &mut body,
             )
             .map_err(|_| anyhow::anyhow!("sealing a gossip datagram failed"))?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + body.len());
+        out.extend_from_slice(&header);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&body);
         Ok(out)
     }
 
-    /// Decrypts a datagram; `None` when it was not sealed with this cluster's key.
+    /// Decrypts a datagram; `None` when it was not sealed with this cluster's key or was sealed
+    /// more than [`MAX_AGE`] away from now (a replay, or a node whose clock is far off).
     pub fn open(&self, datagram: &[u8]) -> Option<Vec<u8>> {
-        let rest = datagram.strip_prefix(MAGIC)?;
-        if rest.len() < NONCE_LEN + TAG_LEN {
+        self.open_at(datagram, unix_millis())
+    }
+
+    fn open_at(&self, datagram: &[u8], now_millis: u64) -> Option<Vec<u8>> {
+        if datagram.len() < HEADER_LEN + NONCE_LEN + TAG_LEN || !datagram.starts_with(MAGIC) {
             return None;
         }
+        let (header, rest) = datagram.split_at(HEADER_LEN);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut body = sealed.to_vec();
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(MAGIC), &mut body)
+            .open_in_place(nonce, Aad::from(header), &mut body)
             .ok()?
             .len();
+        let stamp: [u8; 8] = header[MAGIC.len()..].try_into().ok()?;
+        let sealed_at = u64::from_be_bytes(stamp);
+        if sealed_at.abs_diff(now_millis) > MAX_AGE.as_millis() as u64 {
+            return None;
+        }
         body.truncate(plain_len);
         Some(body)
     }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Gossip traffic counters, for operators (router `/health`) and benchmarks.
@@ -274,7 +306,11 @@ impl Socket for SealedSocket {
                         self.stats
                             .datagrams_received
                             .fetch_add(1, Ordering::Relaxed);
-                        self.relay(from, &plain)?
+                        // A failed relay (out of sockets, say) loses this datagram only; returning
+                        // an error would stop chitchat's gossip loop for good.
+                        if let Err(err) = self.relay(from, &plain) {
+                            warn!(%err, %from, "dropped a gossip datagram");
+                        }
                     }
                     None => {
                         self.stats
@@ -309,7 +345,27 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(a.open(&tampered), None);
-        assert_eq!(a.open(b"AXG1short"), None);
+        assert_eq!(a.open(b"AXG2short"), None);
         assert_eq!(a.open(b"plaintext chitchat"), None);
+    }
+
+    #[test]
+    fn stale_datagrams_are_refused() {
+        let sealer = Sealer::new(&ClusterSecret::from_bytes([1; 32]));
+        let now = unix_millis();
+        let sealed = sealer.seal_at(b"state", now).expect("seal");
+        assert!(sealer.open_at(&sealed, now + 30_000).is_some());
+        assert!(
+            sealer.open_at(&sealed, now + 61_000).is_none(),
+            "a replay a minute later"
+        );
+        assert!(
+            sealer.open_at(&sealed, now - 61_000).is_none(),
+            "a clock far behind"
+        );
+        // The stamp is authenticated: moving it forward breaks the seal.
+        let mut moved = sealed.clone();
+        moved[MAGIC.len()..HEADER_LEN].copy_from_slice(&(now + 61_000).to_be_bytes());
+        assert!(sealer.open_at(&moved, now + 61_000).is_none());
     }
 }

@@ -194,23 +194,30 @@ fn image(
     }
 }
 
-fn tool_result_text(content: Option<ToolResultContent>, at: &str) -> Result<String, RemoteError> {
+/// The text of a tool result, and the images it returned (screenshots, say), which chat
+/// templates only take in user messages.
+fn tool_result_parts(
+    content: Option<ToolResultContent>,
+    at: &str,
+) -> Result<(String, Vec<ImageSource>), RemoteError> {
     match content {
-        None => Ok(String::new()),
-        Some(ToolResultContent::Text(text)) => Ok(text),
+        None => Ok((String::new(), Vec::new())),
+        Some(ToolResultContent::Text(text)) => Ok((text, Vec::new())),
         Some(ToolResultContent::Blocks(blocks)) => {
-            let mut out = Vec::new();
+            let mut texts = Vec::new();
+            let mut images = Vec::new();
             for block in blocks {
                 match block {
-                    Block::Text { text } => out.push(text),
+                    Block::Text { text } => texts.push(text),
+                    Block::Image { source } => images.push(source),
                     _ => {
                         return Err(invalid(format!(
-                            "{at}.content: tool results may only contain text blocks"
+                            "{at}.content: tool results may only contain text and image blocks"
                         )))
                     }
                 }
             }
-            Ok(out.join("\n"))
+            Ok((texts.join("\n"), images))
         }
     }
 }
@@ -241,6 +248,9 @@ fn push_message(
     for (b, block) in blocks.into_iter().enumerate() {
         let at = format!("messages.{index}.content.{b}");
         match (role, block) {
+            (_, Block::Text { text }) if text.is_empty() => {
+                return Err(invalid(format!("{at}.text: text content blocks must be non-empty")))
+            }
             (_, Block::Text { text }) => content.push(Part::Text { text }),
             (Role::User, Block::Image { source }) => {
                 // The message index is set by the caller once the message is placed.
@@ -248,14 +258,20 @@ fn push_message(
                 content.push(image(source, &at, part, pending)?);
             }
             (Role::User, Block::ToolResult { tool_use_id, content: result, is_error }) => {
+                let (text, images) = tool_result_parts(result, &at)?;
                 out.push(Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult {
                         call_id: tool_use_id,
-                        content: tool_result_text(result, &at)?,
+                        content: text,
                         is_error,
                     }],
                 });
+                // The images follow the tool results, in the user turn that comes after them.
+                for source in images {
+                    let part = content.len();
+                    content.push(image(source, &at, part, pending)?);
+                }
             }
             (Role::Assistant, Block::ToolUse { id, name, input }) => {
                 let input = if input.is_null() { Value::Object(Default::default()) } else { input };
@@ -465,6 +481,40 @@ mod tests {
             }
         );
         assert_eq!(m[3], Message::text(Role::User, "so?"));
+    }
+
+    #[test]
+    fn images_in_tool_results_follow_in_the_user_turn() {
+        let t = parse(json!({
+            "model": "m", "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": "screenshot please"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "here"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAEC"}}
+                ]}]}
+            ]
+        }))
+        .expect("valid");
+        let m = &t.request.messages;
+        assert_eq!(
+            m[2].content,
+            vec![Part::ToolResult {
+                call_id: "t1".into(),
+                content: "here".into(),
+                is_error: false
+            }]
+        );
+        assert_eq!(m[3].role, Role::User);
+        assert!(matches!(&m[3].content[0], Part::Image(i) if i.data == vec![0, 1, 2]));
+        let empty = parse(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}),
+        );
+        assert!(empty
+            .expect_err("empty text")
+            .message
+            .contains("must be non-empty"));
     }
 
     #[test]

@@ -21,6 +21,35 @@ pub type EngineMessages = Vec<IndexMap<String, MessageContent>>;
 pub struct EngineChat {
     pub messages: EngineMessages,
     pub images: Vec<image::DynamicImage>,
+    /// Memory the decoded images take, bounded by [`MAX_DECODED_BYTES`].
+    decoded_bytes: usize,
+}
+
+/// Widest or tallest image decoded.
+const MAX_IMAGE_SIDE: u32 = 8192;
+/// Largest allocation one image decode may make.
+const MAX_IMAGE_ALLOC: u64 = 256 * 1024 * 1024;
+/// Decoded pixels of all images of one request together: a few megabytes of compressed images
+/// must not be able to exhaust a worker's memory.
+const MAX_DECODED_BYTES: usize = 512 * 1024 * 1024;
+
+/// Decodes an image within size limits.
+fn decode_image(image: &auxot_common::chat::Image) -> Result<image::DynamicImage, RemoteError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        RemoteError::invalid(format!(
+            "image ({}) could not be decoded: {e}",
+            image.media_type
+        ))
+    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&image.data))
+        .with_guessed_format()
+        .map_err(|e| failed(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    reader.decode().map_err(|e| failed(&e))
 }
 
 fn text(value: impl Into<String>) -> MessageContent {
@@ -75,12 +104,13 @@ fn push_message(out: &mut EngineChat, message: &Message) -> Result<(), RemoteErr
                 match part {
                     Part::Text { text } => body.push_str(text),
                     Part::Image(image) => {
-                        let decoded = image::load_from_memory(&image.data).map_err(|e| {
-                            RemoteError::invalid(format!(
-                                "image ({}) could not be decoded: {e}",
-                                image.media_type
-                            ))
-                        })?;
+                        let decoded = decode_image(image)?;
+                        out.decoded_bytes += decoded.as_bytes().len();
+                        if out.decoded_bytes > MAX_DECODED_BYTES {
+                            return Err(RemoteError::invalid(format!(
+                                "the request's images decode to more than {MAX_DECODED_BYTES} bytes"
+                            )));
+                        }
                         images.push(decoded);
                     }
                     Part::ToolCall {

@@ -261,15 +261,25 @@ impl MistralEngine {
         request: ChatRequest,
         events: &UnboundedSender<ChatEvent>,
     ) -> Result<(), RemoteError> {
-        let prepared = convert::prepare(&request)?;
+        // Decoding images is CPU work: keep it off the async threads.
+        let prepared = if request.has_images() {
+            let owned = request.clone();
+            tokio::task::spawn_blocking(move || convert::prepare(&owned))
+                .await
+                .map_err(|_| RemoteError::internal("preparing the request failed"))??
+        } else {
+            convert::prepare(&request)?
+        };
         if !prepared.chat.images.is_empty() && !self.info.vision {
             return Err(RemoteError::invalid(format!(
                 "model `{}` does not accept images",
                 self.info.id
             )));
         }
+        let mut known_prompt_tokens = None;
         if request.usage_first {
             let prompt_tokens = self.count_prepared(&prepared).await?;
+            known_prompt_tokens = Some(prompt_tokens);
             let _ = events.send(ChatEvent::Usage(Usage {
                 prompt_tokens,
                 completion_tokens: 0,
@@ -328,6 +338,7 @@ impl MistralEngine {
             .map_err(|_| RemoteError::internal("engine stopped"))?;
 
         let mut stream = GenerationStream::new(&request, output, events);
+        stream.prompt_tokens = known_prompt_tokens;
         loop {
             let response = tokio::select! {
                 // Returning drops `rx`: the engine cancels the sequence at its next step.
@@ -486,6 +497,8 @@ struct GenerationStream<'a> {
     tool_calls: u32,
     /// Constrained text of a tool selection, parsed when the generation ends.
     selection: String,
+    /// The prompt size, when it was counted before generating.
+    prompt_tokens: Option<u32>,
 }
 
 /// A fresh tool-call id, in OpenAI's `call_` form.
@@ -509,6 +522,7 @@ impl<'a> GenerationStream<'a> {
             chunks: 0,
             tool_calls: 0,
             selection: String::new(),
+            prompt_tokens: None,
         }
     }
 
@@ -617,10 +631,13 @@ impl<'a> GenerationStream<'a> {
             }
             _ => {}
         }
-        self.send(ChatEvent::Usage(usage.unwrap_or(Usage {
-            prompt_tokens: 0,
-            completion_tokens: self.chunks,
-        })));
+        // Without the engine's figures (it did not finish within the grace after a stop string),
+        // count the chunks that were part of the answer.
+        let fallback = Usage {
+            prompt_tokens: self.prompt_tokens.unwrap_or(0),
+            completion_tokens: self.chunks - self.chunks_after_stop as u32,
+        };
+        self.send(ChatEvent::Usage(usage.unwrap_or(fallback)));
         let reason = if self.stopped_by.is_some() {
             FinishReason::StopSequence
         } else if length {
