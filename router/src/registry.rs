@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::node::{ModelInfo, Readiness, WorkerAdvert};
 use tokio::sync::Notify;
 
@@ -171,6 +172,19 @@ impl Registry {
     /// Resolves when workers change or a request ends.
     pub fn changed(&self) -> Arc<Notify> {
         self.changed.clone()
+    }
+
+    /// One model of the routable workers, or a 404 naming it.
+    pub fn model(&self, id: &str) -> Result<ModelInfo, RemoteError> {
+        self.models()
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| {
+                RemoteError::new(
+                    ErrorKind::NotFound,
+                    format!("model `{id}` is not served by any ready worker"),
+                )
+            })
     }
 
     /// The models of the routable workers, each id once, sorted by id.

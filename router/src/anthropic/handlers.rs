@@ -1,7 +1,7 @@
 //! Anthropic endpoints: messages (JSON or SSE), count_tokens and models.
 
 use auxot_common::chat::ChatEvent;
-use auxot_common::error::{ErrorKind, RemoteError};
+use auxot_common::error::RemoteError;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 use warp::reply::Response;
@@ -111,15 +111,8 @@ pub fn models(state: &AppState) -> Response {
 
 /// `GET /api/anthropic/v1/models/{id}`.
 pub fn model(state: &AppState, id: &str) -> Response {
-    let models = state.forwarder.registry().models();
-    match models.iter().find(|m| m.id == id) {
-        Some(info) => json_response(200, &response::model(info, ids::unix_now())),
-        None => error_response(
-            DIALECT,
-            &RemoteError::new(
-                ErrorKind::NotFound,
-                format!("model `{id}` is not served by any ready worker"),
-            ),
-        ),
+    match state.forwarder.registry().model(id) {
+        Ok(info) => json_response(200, &response::model(&info, ids::unix_now())),
+        Err(error) => error_response(DIALECT, &error),
     }
 }
