@@ -244,6 +244,18 @@ impl Cluster {
         }
     }
 
+    /// A new cluster with one router (started with `extra` flags), joined by nobody yet.
+    pub fn with_router(extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::setup();
+        cluster.start_router(&[], extra);
+        cluster
+    }
+
+    /// The first router's gossip address, the seed nodes join through.
+    pub fn seed(&self) -> SocketAddr {
+        self.routers[0].gossip
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -33,9 +33,8 @@ fn openai_body() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturation_is_refused_in_each_dialect() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &["--queue-timeout-ms", "300"]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&["--queue-timeout-ms", "300"]);
+    let seed = cluster.seed();
     cluster.start_worker(seed, slow_worker());
     cluster.wait_workers(0, 1).await;
     let client = reqwest::Client::new();
@@ -81,9 +80,8 @@ async fn saturation_is_refused_in_each_dialect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_request_takes_a_slot_that_frees_up() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &["--queue-timeout-ms", "20000"]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&["--queue-timeout-ms", "20000"]);
+    let seed = cluster.seed();
     cluster.start_worker(seed, slow_worker());
     cluster.wait_workers(0, 1).await;
     let client = reqwest::Client::new();

@@ -21,9 +21,8 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_client_libraries() {
     let python = python();
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster.start_worker(seed, WorkerOptions::default());
     cluster.wait_workers(0, 1).await;
 

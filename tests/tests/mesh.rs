@@ -29,9 +29,8 @@ fn synthetic(name: &str, ttft: u64, tokens: u32, rate: u32, slots: u32) -> Worke
 }
 
 async fn two_routers_three_workers(workers: [WorkerOptions; 3]) -> Cluster {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster.start_router(&[seed], &[]);
     // Workers join through different seeds: any node will do.
     let seeds = [seed, cluster.routers[1].gossip, seed];

@@ -56,9 +56,8 @@ async fn fake_worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_without_the_secret_is_ignored() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster
         .wait_health(0, Duration::from_secs(30), |h| h["status"] == "ok")
         .await;
@@ -96,9 +95,8 @@ async fn gossip_without_the_secret_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_a_wrong_token_cannot_join() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     let other = Cluster::setup();
     let good_token = cluster.join_token.clone();
     cluster.join_token = other.join_token.clone();
@@ -139,9 +137,8 @@ async fn a_worker_with_a_wrong_token_cannot_join() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_requires_a_certificate_from_the_cluster() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster.start_worker(
         seed,
         WorkerOptions {

@@ -296,9 +296,8 @@ async fn disconnect_cancels(cluster: &Cluster, client: &reqwest::Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_dialect_against_a_real_model() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster.start_worker(seed, WorkerOptions::default());
     cluster.wait_workers(0, 1).await;
     let client = reqwest::Client::new();
@@ -313,8 +312,7 @@ async fn openai_dialect_against_a_real_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_ready_worker_is_an_immediate_503() {
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
+    let cluster = Cluster::with_router(&[]);
     cluster
         .wait_health(0, Duration::from_secs(30), |h| h["status"] == "ok")
         .await;

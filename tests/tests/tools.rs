@@ -102,9 +102,8 @@ async fn wait_tools_workers(cluster: &Cluster, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_api_against_live_tools_workers() {
     let fixture = fixtures().await;
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster
         .wait_health(0, Duration::from_secs(30), |h| h["status"] == "ok")
         .await;
@@ -288,9 +287,8 @@ async fn tools_api_against_live_tools_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_config_refuses_private_addresses_and_reports_unconfigured_search() {
     let fixture = fixtures().await;
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     let config = tools_config(cluster.dir.path(), fixture, "strict", false);
     cluster.start_worker(seed, tools_worker(&config, "strict"));
     wait_tools_workers(&cluster, 1).await;
@@ -345,9 +343,8 @@ async fn default_config_refuses_private_addresses_and_reports_unconfigured_searc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_runs_mesh_tools_for_the_model() {
     let fixture = fixtures().await;
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     let config = tools_config(cluster.dir.path(), fixture, "tools", false);
     cluster.start_worker(seed, tools_worker(&config, "tools"));
     cluster.start_worker(seed, WorkerOptions::default());

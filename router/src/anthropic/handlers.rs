@@ -15,7 +15,6 @@ use crate::http::generate::{self, with_worker};
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
-use crate::tool_loop::EventSource;
 use std::sync::Arc;
 
 const DIALECT: Dialect = Dialect::Anthropic;
@@ -57,21 +56,16 @@ pub async fn messages(state: &Arc<AppState>, _headers: &HeaderMap, body: &[u8]) 
     let id = ids::message_id();
     let mesh = translated.mesh_tools.as_ref();
     if translated.stream {
-        let generation =
-            match generate::start(state, translated.request, translated.images, mesh).await {
-                Ok(generation) => generation,
-                Err(e) => return error_response(DIALECT, &e),
-            };
-        let worker = generation.worker().to_string();
-        let renderer = EventRenderer::new(id, generation.model().to_string());
-        return with_worker(
-            sse::respond(
-                generation,
-                AnthropicSse(renderer),
-                state.streams_deadline.clone(),
-            ),
-            &worker,
+        let streamed = generate::stream_response(
+            state,
+            translated.request,
+            translated.images,
+            mesh,
+            |model| AnthropicSse(EventRenderer::new(id, model.to_string())),
         );
+        return streamed
+            .await
+            .unwrap_or_else(|e| error_response(DIALECT, &e));
     }
     match generate::complete(state, translated.request, translated.images, mesh).await {
         Ok((completion, worker)) => with_worker(

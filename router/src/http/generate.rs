@@ -10,6 +10,7 @@ use auxot_common::completion::Completion;
 use auxot_common::error::{ErrorKind, RemoteError};
 
 use crate::forward::ChatStream;
+use crate::http::sse::{self, SseRenderer};
 use crate::images::{self, PendingImage};
 use crate::state::AppState;
 use crate::tool_loop::{self, EventSource, MeshTools, ToolLoop};
@@ -147,6 +148,23 @@ pub async fn collect(source: &mut impl EventSource) -> Result<Completion, Remote
         ));
     }
     Ok(completion)
+}
+
+/// Starts a generation and streams it as SSE through the renderer `render` builds for the
+/// serving model; the response names the worker, and ends with an error event if the router's
+/// shutdown deadline passes first.
+pub async fn stream_response<R: SseRenderer>(
+    state: &Arc<AppState>,
+    request: ChatRequest,
+    pending: Vec<PendingImage>,
+    mesh: Option<&MeshTools>,
+    render: impl FnOnce(&str) -> R,
+) -> Result<warp::reply::Response, RemoteError> {
+    let generation = start(state, request, pending, mesh).await?;
+    let worker = generation.worker().to_string();
+    let renderer = render(generation.model());
+    let response = sse::respond(generation, renderer, state.streams_deadline.clone());
+    Ok(with_worker(response, &worker))
 }
 
 /// Names the serving worker in a response header, for operators tracing a request.

@@ -13,7 +13,6 @@ use crate::http::generate::{self, with_worker};
 use crate::http::sse::{self, SseRenderer};
 use crate::ids;
 use crate::state::AppState;
-use crate::tool_loop::EventSource;
 use std::sync::Arc;
 
 const DIALECT: Dialect = Dialect::OpenAi;
@@ -49,22 +48,24 @@ pub async fn chat(state: &Arc<AppState>, body: &[u8]) -> Response {
     let created = ids::unix_now();
     let mesh = translated.mesh_tools.as_ref();
     if translated.stream {
-        let generation =
-            match generate::start(state, translated.request, translated.images, mesh).await {
-                Ok(generation) => generation,
-                Err(e) => return error_response(DIALECT, &e),
-            };
-        let worker = generation.worker().to_string();
-        let model = generation.model().to_string();
-        let renderer = ChunkRenderer::new(id, created, model, translated.include_usage);
-        return with_worker(
-            sse::respond(
-                generation,
-                OpenAiSse(renderer),
-                state.streams_deadline.clone(),
-            ),
-            &worker,
+        let include_usage = translated.include_usage;
+        let streamed = generate::stream_response(
+            state,
+            translated.request,
+            translated.images,
+            mesh,
+            |model| {
+                OpenAiSse(ChunkRenderer::new(
+                    id,
+                    created,
+                    model.to_string(),
+                    include_usage,
+                ))
+            },
         );
+        return streamed
+            .await
+            .unwrap_or_else(|e| error_response(DIALECT, &e));
     }
     match generate::complete(state, translated.request, translated.images, mesh).await {
         Ok((completion, worker)) => with_worker(

@@ -172,9 +172,8 @@ async fn through(cluster: &Cluster, routers: &[usize]) -> (Vec<Outcome>, Duratio
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     println!("auxot benchmark (synthetic engine: 16 tokens at 800 tok/s per request; {REQUESTS} requests, {CONCURRENCY} concurrent per router)\n");
-    let mut cluster = Cluster::setup();
-    cluster.start_router(&[], &[]);
-    let seed = cluster.routers[0].gossip;
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
     cluster.start_worker(seed, synthetic("w0", 20));
     cluster.wait_workers(0, 1).await;
 
