@@ -70,7 +70,7 @@ Try it:
   curl http://127.0.0.1:$http_port/api/openai/chat/completions \\
     -H "Authorization: Bearer $api_key" \\
     -H "Content-Type: application/json" \\
-    -d '{"model": "auto", "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
+    -d '{"model": "auto", "temperature": 0, "max_tokens": 64, "messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]}'
 
 This local cluster listens on loopback only. To add GPU hosts, run the router on a reachable
 address (README: "A multi-node cluster") and join them with:

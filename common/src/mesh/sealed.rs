@@ -171,11 +171,16 @@ impl SealedUdpTransport {
     }
 }
 
-fn loopback_socket() -> anyhow::Result<UdpSocket> {
+/// A non-blocking loopback socket.
+fn std_loopback_socket() -> anyhow::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .context("binding a loopback gossip relay")?;
     socket.set_nonblocking(true)?;
-    Ok(UdpSocket::from_std(socket)?)
+    Ok(socket)
+}
+
+fn loopback_socket() -> anyhow::Result<UdpSocket> {
+    Ok(UdpSocket::from_std(std_loopback_socket()?)?)
 }
 
 #[async_trait]
@@ -214,8 +219,10 @@ struct SealedSocket {
     /// Receives what `codec` encodes for sending.
     capture: UdpSocket,
     capture_addr: SocketAddr,
-    /// Relay socket per remote sender.
-    relays: HashMap<SocketAddr, UdpSocket>,
+    /// Relay socket per remote sender. They only send, synchronously: a fresh tokio socket's
+    /// `try_send_to` reports "would block" until its readiness is known, which would drop each
+    /// new peer's first datagram.
+    relays: HashMap<SocketAddr, std::net::UdpSocket>,
     /// Relay address to remote sender.
     senders: HashMap<SocketAddr, SocketAddr>,
     buf: Box<[u8]>,
@@ -229,13 +236,13 @@ impl SealedSocket {
                 self.relays.clear();
                 self.senders.clear();
             }
-            let relay = loopback_socket()?;
+            let relay = std_loopback_socket()?;
             self.senders.insert(relay.local_addr()?, from);
             self.relays.insert(from, relay);
         }
         if let Some(relay) = self.relays.get(&from) {
             // A full loopback buffer drops the datagram; gossip tolerates loss.
-            if let Err(err) = relay.try_send_to(plain, self.codec_addr) {
+            if let Err(err) = relay.send_to(plain, self.codec_addr) {
                 debug!(%err, "gossip relay dropped a datagram");
             }
         }
