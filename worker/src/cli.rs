@@ -1,10 +1,21 @@
 //! Command-line interface of `auxot-worker`. Every flag can also be set through the `AUXOT_*`
 //! environment variable named in its help.
+//!
+//! It lives in the library so the binary and anything else that starts workers share one
+//! definition: [`JoinArgs`] reads the token, binds the [`Listeners`] and becomes the
+//! [`WorkerConfig`] that the library's `start` takes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_SYNTHETIC_TOKENS,
+    DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,15 +33,6 @@ pub struct Cli {
 pub enum Command {
     /// Join a cluster and serve until stopped (SIGTERM or Ctrl-C drains first).
     Join(JoinArgs),
-}
-
-/// Which engine generates answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EngineKind {
-    /// mistral.rs running the model given with --model.
-    Mistralrs,
-    /// Fixed text at a fixed pace, for load tests of the router. Never gives real answers.
-    Synthetic,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +83,7 @@ pub struct JoinArgs {
     pub max_seqs: Option<usize>,
 
     /// Share of GPU memory given to the KV cache (PagedAttention); ignored on CPU.
-    #[arg(long, default_value_t = 0.85, env = "AUXOT_GPU_MEMORY_UTILIZATION")]
+    #[arg(long, default_value_t = DEFAULT_GPU_MEMORY_UTILIZATION, env = "AUXOT_GPU_MEMORY_UTILIZATION")]
     pub gpu_memory_utilization: f32,
 
     /// Compute on the CPU even when a GPU is available.
@@ -93,15 +95,15 @@ pub struct JoinArgs {
     pub engine: EngineKind,
 
     /// Synthetic engine: milliseconds before the first token.
-    #[arg(long, default_value_t = 50, env = "AUXOT_SYNTHETIC_TTFT_MS")]
+    #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TTFT_MS, env = "AUXOT_SYNTHETIC_TTFT_MS")]
     pub synthetic_ttft_ms: u64,
 
     /// Synthetic engine: tokens per second after the first.
-    #[arg(long, default_value_t = 100.0, env = "AUXOT_SYNTHETIC_TOKENS_PER_SEC")]
+    #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TOKENS_PER_SEC, env = "AUXOT_SYNTHETIC_TOKENS_PER_SEC")]
     pub synthetic_tokens_per_sec: f64,
 
     /// Synthetic engine: tokens per answer.
-    #[arg(long, default_value_t = 16, env = "AUXOT_SYNTHETIC_TOKENS")]
+    #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TOKENS, env = "AUXOT_SYNTHETIC_TOKENS")]
     pub synthetic_tokens: u32,
 
     /// Tools configuration file (TOML); the worker then also serves those tools.
@@ -128,4 +130,113 @@ pub struct JoinArgs {
     /// Seconds to let in-flight requests finish after SIGTERM before leaving anyway.
     #[arg(long, default_value_t = 60, env = "AUXOT_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: u64,
+}
+
+impl JoinArgs {
+    /// The join token from --token (or AUXOT_TOKEN) or from the file --token-file names.
+    pub fn join_token(&self) -> anyhow::Result<String> {
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(token.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the join token from {}", path.display())),
+            (None, None) => bail!("give the join token with --token or --token-file"),
+        }
+    }
+
+    /// Binds --quic-addr and --gossip-addr.
+    pub fn bind(&self) -> anyhow::Result<Listeners> {
+        Listeners::bind(self.quic_addr, self.gossip_addr)
+    }
+
+    /// How long a stop signal lets in-flight requests finish.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// The worker's configuration, with the token already read by [`Self::join_token`].
+    pub fn into_config(self, join_token: String) -> WorkerConfig {
+        WorkerConfig {
+            seeds: self.seeds,
+            join_token,
+            model: self.model,
+            gguf_files: self.gguf_files,
+            model_name: self.model_name,
+            chat_template: self.chat_template,
+            max_seqs: self.max_seqs,
+            gpu_memory_utilization: self.gpu_memory_utilization,
+            cpu: self.cpu,
+            engine: self.engine,
+            synthetic_ttft: Duration::from_millis(self.synthetic_ttft_ms),
+            synthetic_tokens_per_sec: self.synthetic_tokens_per_sec,
+            synthetic_tokens: self.synthetic_tokens,
+            tools: self.tools,
+            advertise_host: self.advertise_host,
+            node_name: self.name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(args: &[&str]) -> JoinArgs {
+        let argv = ["auxot-worker", "join"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Join(args) => args,
+        }
+    }
+
+    #[test]
+    fn flags_become_the_configuration() {
+        let args = join(&[
+            "10.0.0.1:7947,10.0.0.2:7947",
+            "--token",
+            "tok",
+            "--model",
+            "m.gguf",
+            "--engine",
+            "synthetic",
+            "--synthetic-ttft-ms",
+            "5",
+            "--name",
+            "w1",
+            "--drain-timeout-secs",
+            "7",
+        ]);
+        assert_eq!(args.join_token().expect("token"), "tok");
+        assert_eq!(args.drain_timeout(), Duration::from_secs(7));
+        let config = args.into_config("tok".into());
+        assert_eq!(config.seeds, ["10.0.0.1:7947", "10.0.0.2:7947"]);
+        assert_eq!(config.join_token, "tok");
+        assert_eq!(config.model.as_deref(), Some("m.gguf"));
+        assert_eq!(config.engine, EngineKind::Synthetic);
+        assert_eq!(config.synthetic_ttft, Duration::from_millis(5));
+        assert_eq!(config.node_name.as_deref(), Some("w1"));
+        let defaults = WorkerConfig::new(Vec::new(), "tok");
+        assert_eq!(
+            config.gpu_memory_utilization,
+            defaults.gpu_memory_utilization
+        );
+        assert_eq!(config.synthetic_tokens, defaults.synthetic_tokens);
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "from-file").expect("write");
+        let path = path.display().to_string();
+        let args = join(&["127.0.0.1:7947", "--token-file", &path]);
+        assert_eq!(args.join_token().expect("token"), "from-file");
+        let missing = join(&["127.0.0.1:7947", "--token-file", "/nonexistent/token"]);
+        let err = missing.join_token().expect_err("no file");
+        assert!(
+            err.to_string()
+                .starts_with("reading the join token from /nonexistent/token"),
+            "{err}"
+        );
+    }
 }

@@ -1,28 +1,55 @@
-//! `auxot-worker`: serves a model and/or tools to an auxot cluster.
+//! `auxot-worker`: the command line over the `auxot_worker` library. It reads the flags and the
+//! join token, binds the sockets, starts the worker, and on SIGTERM or Ctrl-C drains it; a
+//! second signal stops at once.
 #![forbid(unsafe_code)]
 
-mod cli;
-mod device;
-mod engine;
-mod run;
-mod server;
-mod tools;
+use std::process::ExitCode;
 
+use auxot_common::signal::stop_signal;
+use auxot_worker::cli::{Cli, Command, JoinArgs};
 use clap::Parser as _;
+use tracing::{info, warn};
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     auxot_common::logging::init();
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     let result = match cli.command {
-        cli::Command::Join(args) => run::join(args).await,
+        Command::Join(args) => join(args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
             eprintln!("auxot-worker: {err:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the worker until it is stopped.
+async fn join(args: JoinArgs) -> anyhow::Result<()> {
+    let token = args.join_token()?;
+    let listeners = args.bind()?;
+    let drain_timeout = args.drain_timeout();
+    let worker = auxot_worker::start(args.into_config(token), listeners).await?;
+
+    let loaded = tokio::select! {
+        ready = worker.ready() => Some(ready),
+        _ = stop_signal() => None,
+    };
+    match loaded {
+        Some(Ok(())) => stop_signal().await,
+        Some(Err(err)) => {
+            worker.shutdown(std::time::Duration::ZERO).await;
+            return Err(err);
+        }
+        None => info!("stopped while loading"),
+    }
+    tokio::select! {
+        _ = worker.shutdown(drain_timeout) => {}
+        // A second signal means "stop now".
+        _ = stop_signal() => warn!("stopped again: leaving without draining"),
+    }
+    Ok(())
 }

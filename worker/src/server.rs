@@ -1,11 +1,16 @@
 //! The worker's QUIC server: one task per request stream.
 //!
-//! A chat stream answers with a `Start` event, then the engine's events as they come. The
-//! worker watches the stream for the router's `STOP` while it generates, so a caller who
-//! disconnects frees the engine even during a long prefill, when nothing is being written.
+//! A chat the worker takes is answered with `Accepted` (which worker, which model), then the
+//! engine's events as they come; a chat it refuses (draining, another model, still loading,
+//! malformed) with one `Error` before any work, so the router may try elsewhere. The worker
+//! watches the stream for the router's `STOP` while it generates, so a caller who disconnects
+//! frees the engine even during a long prefill, when nothing is being written.
+//!
+//! The server accepts from the moment the worker joins; the engine arrives when it has loaded
+//! ([`WorkerState::set_engine`]), and until then chats are refused as unavailable.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use auxot_common::chat::{ChatEvent, ChatRequest, AUTO_MODEL};
 use auxot_common::error::{ErrorKind, RemoteError};
@@ -15,14 +20,17 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use crate::engine::convert::image_by_url;
 use crate::engine::Engine;
 use crate::tools::ToolRunner;
 
 /// What every stream handler shares.
 pub struct WorkerState {
+    /// This worker's node id, for messages and `Accepted`.
     pub node_id: String,
-    /// The model engine, absent on a tools-only worker.
-    pub engine: Option<Arc<dyn Engine>>,
+    /// Set once loading ends: the model engine, or `None` on a tools-only worker.
+    engine: OnceLock<Option<Arc<dyn Engine>>>,
+    /// The tools, known from the start.
     pub tools: Option<Arc<ToolRunner>>,
     /// Requests being served; gossiped as the load figure.
     in_flight: AtomicU32,
@@ -33,19 +41,21 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    pub fn new(
-        node_id: String,
-        engine: Option<Arc<dyn Engine>>,
-        tools: Option<Arc<ToolRunner>>,
-    ) -> Self {
+    pub fn new(node_id: String, tools: Option<Arc<ToolRunner>>) -> Self {
         WorkerState {
             node_id,
-            engine,
+            engine: OnceLock::new(),
             tools,
             in_flight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
         }
+    }
+
+    /// Hands over the loaded engine (`None`: this worker serves no model). Only the first call
+    /// counts.
+    pub fn set_engine(&self, engine: Option<Arc<dyn Engine>>) {
+        let _ = self.engine.set(engine);
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -133,6 +143,15 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
         return;
     }
     let _in_flight = InFlight::enter(&state);
+    let chat_request = match &request {
+        WireRequest::Chat(request) | WireRequest::CountTokens(request) => Some(request),
+        WireRequest::ExecuteTool(_) => None,
+    };
+    // Images arrive decoded; a URL would mean reaching out from the worker, which it never does.
+    if chat_request.is_some_and(ChatRequest::has_unresolved_images) {
+        reply_error(&mut send, image_by_url()).await;
+        return;
+    }
     match request {
         WireRequest::Chat(request) => match engine_for(&state, &request) {
             Ok(engine) => chat(&state, engine, request, send).await,
@@ -173,11 +192,20 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
 }
 
 fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engine>, RemoteError> {
-    let Some(engine) = &state.engine else {
-        return Err(RemoteError::new(
-            ErrorKind::NotFound,
-            format!("worker {} serves no model", state.node_id),
-        ));
+    let engine = match state.engine.get() {
+        Some(Some(engine)) => engine,
+        Some(None) => {
+            return Err(RemoteError::new(
+                ErrorKind::NotFound,
+                format!("worker {} serves no model", state.node_id),
+            ))
+        }
+        None => {
+            return Err(RemoteError::new(
+                ErrorKind::Unavailable,
+                format!("worker {} is still loading its model", state.node_id),
+            ))
+        }
     };
     let id = &engine.model().id;
     if request.model != AUTO_MODEL && &request.model != id {
@@ -198,14 +226,11 @@ async fn chat(
     request: ChatRequest,
     mut send: SendStream,
 ) {
-    let start = ChatEvent::Start {
-        model: engine.model().id.clone(),
+    let accepted = WireReply::Accepted {
         worker: state.node_id.clone(),
+        model: engine.model().id.clone(),
     };
-    if write_frame(&mut send, &WireReply::Event(start))
-        .await
-        .is_err()
-    {
+    if write_frame(&mut send, &accepted).await.is_err() {
         return;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -221,7 +246,7 @@ async fn chat(
             }
             event = rx.recv() => match event {
                 Some(event) => {
-                    ended = matches!(event, ChatEvent::Finish { .. } | ChatEvent::Error(_));
+                    ended = event.is_last();
                     if write_frame(&mut send, &WireReply::Event(event)).await.is_err() {
                         break;
                     }

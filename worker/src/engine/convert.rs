@@ -52,6 +52,14 @@ fn decode_image(image: &auxot_common::chat::Image) -> Result<image::DynamicImage
     reader.decode().map_err(|e| failed(&e))
 }
 
+/// The refusal of an image still given by URL: the router fetches those before forwarding, and
+/// a worker never reaches out to a URL from a request.
+pub fn image_by_url() -> RemoteError {
+    RemoteError::invalid(
+        "an image given by URL reached the worker; the router fetches those before forwarding",
+    )
+}
+
 fn text(value: impl Into<String>) -> MessageContent {
     Either::Left(value.into())
 }
@@ -85,6 +93,7 @@ fn push_message(out: &mut EngineChat, message: &Message) -> Result<(), RemoteErr
                             ("content".to_string(), text(body.clone())),
                         ]));
                     }
+                    Part::ImageUrl { .. } => return Err(image_by_url()),
                     _ => {
                         return Err(RemoteError::invalid(
                             "tool messages may only carry tool results and text",
@@ -113,6 +122,7 @@ fn push_message(out: &mut EngineChat, message: &Message) -> Result<(), RemoteErr
                         }
                         images.push(decoded);
                     }
+                    Part::ImageUrl { .. } => return Err(image_by_url()),
                     Part::ToolCall {
                         id,
                         name,
@@ -470,6 +480,29 @@ mod tests {
         };
         let err = chat(&request).expect_err("bad image");
         assert_eq!(err.kind, auxot_common::error::ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn images_by_url_are_refused_not_fetched() {
+        for role in [Role::User, Role::Tool] {
+            let request = ChatRequest {
+                messages: vec![Message {
+                    role,
+                    content: vec![Part::ImageUrl {
+                        url: "http://127.0.0.1:9/cat.png".into(),
+                    }],
+                }],
+                ..Default::default()
+            };
+            let err = prepare(&request).err().expect("refused");
+            assert_eq!(err.kind, auxot_common::error::ErrorKind::InvalidRequest);
+            assert!(
+                err.message
+                    .contains("image given by URL reached the worker; the router fetches those"),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Requests it runs at once; more wait in its queue.
     fn capacity(&self) -> u32;
 
-    /// Generates, sending events until a `Finish` or an `Error`. Returns early, abandoning the
-    /// generation, when `events` is closed (the caller went away).
+    /// Generates, sending events until a `Finish` or an `Error`; first a `PromptTokens` when the
+    /// request asks for it. Returns early, abandoning the generation, when `events` is closed
+    /// (the caller went away).
     async fn chat(&self, request: ChatRequest, events: UnboundedSender<ChatEvent>);
 
     /// Counts the prompt tokens `request` would use, with the model's tokenizer and template.

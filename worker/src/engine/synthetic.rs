@@ -81,6 +81,12 @@ impl Engine for SyntheticEngine {
         let limit = request.sampling.max_tokens.unwrap_or(u32::MAX);
         let count = self.options.tokens.min(limit);
         let gap = Duration::from_secs_f64(1.0 / self.options.tokens_per_second);
+        if request.prompt_tokens_first {
+            let tokens = Self::prompt_tokens(&request);
+            if events.send(ChatEvent::PromptTokens { tokens }).is_err() {
+                return;
+            }
+        }
         tokio::select! {
             _ = events.closed() => return,
             _ = tokio::time::sleep(self.options.time_to_first_token) => {}
@@ -163,6 +169,50 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn the_prompt_size_comes_first_when_asked_for() {
+        let engine = SyntheticEngine::new(SyntheticOptions {
+            model_id: "synthetic".into(),
+            time_to_first_token: Duration::ZERO,
+            tokens_per_second: 1000.0,
+            tokens: 2,
+            capacity: 1,
+        })
+        .expect("engine");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let request = ChatRequest {
+            messages: vec![Message::text(Role::User, "twelve bytes")],
+            prompt_tokens_first: true,
+            sampling: auxot_common::chat::Sampling {
+                max_tokens: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        engine.chat(request, tx).await;
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            vec![
+                ChatEvent::PromptTokens { tokens: 3 },
+                ChatEvent::Text {
+                    text: "tok0 ".into()
+                },
+                ChatEvent::Usage(Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 1
+                }),
+                ChatEvent::Finish {
+                    reason: FinishReason::Length,
+                    stop_sequence: None
+                },
+            ]
+        );
     }
 
     #[test]

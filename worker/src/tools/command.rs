@@ -8,22 +8,70 @@
 //! it; a grandchild that detaches from the process is not tracked. Stdout is read up to the
 //! runner's output limit so a runaway program cannot fill the worker's memory.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::ToolInfo;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::config::CommandConfig;
+use super::input;
 use super::process_env::child_env;
-use super::{input, Tool};
+use super::runner::{check_tool_name, Tool};
 
 /// Stderr kept for error messages, and the part of it shown.
 const STDERR_KEPT_BYTES: usize = 64 * 1024;
 const STDERR_SHOWN_CHARS: usize = 2000;
+
+/// One `[[command]]` in the tools configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The tool's name, as models call it.
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// JSON Schema of the input object; an object with no declared properties when absent.
+    #[serde(default = "empty_object_schema")]
+    pub parameters: Value,
+    /// The program started for each call.
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Shorter limit than `[limits] timeout_secs` for this command.
+    pub timeout_secs: Option<u64>,
+    /// Variables set for the program.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the worker's own environment variables passed through (for secrets kept out of
+    /// this file).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+impl CommandConfig {
+    /// Checks what serde cannot: a name model APIs accept, an object schema, a usable timeout.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let what = format!("[[command]] `{}`", self.name);
+        check_tool_name(&self.name).with_context(|| what.clone())?;
+        if self.parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+            anyhow::bail!("{what}: parameters must be a JSON Schema for an object, for example parameters = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }} }}, required = [\"text\"] }}");
+        }
+        if self.timeout_secs == Some(0) {
+            anyhow::bail!("{what}: timeout_secs must be greater than 0");
+        }
+        Ok(())
+    }
+}
 
 pub struct CommandTool {
     info: ToolInfo,
@@ -192,7 +240,6 @@ impl Tool for CommandTool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn sh(name: &str, script: &str, timeout_secs: Option<u64>) -> CommandTool {
         let config = CommandConfig {

@@ -1,5 +1,6 @@
-//! The tools configuration file (TOML) of a tools worker: its format, its checks, and building
-//! the [`ToolRunner`] it describes.
+//! The tools configuration file (TOML) of a tools worker: the file assembled from the sections
+//! each tool defines for itself, the checks that span sections, and building the [`ToolRunner`]
+//! it describes.
 //!
 //! Every section rejects unknown fields, so a misspelt setting stops the worker at start with the
 //! line it is on instead of being silently ignored. `web_search` and `web_fetch` are built in and
@@ -43,7 +44,7 @@
 //! startup_timeout_secs = 60
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,12 +52,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
-use super::command::CommandTool;
-use super::web_fetch::WebFetch;
-use super::web_search::WebSearch;
-use super::{mcp, CallLimits, Tool, ToolRunner};
+use super::command::{CommandConfig, CommandTool};
+use super::mcp::{self, McpConfig};
+use super::runner::{CallLimits, Tool, ToolRunner};
+use super::web_fetch::{WebFetch, WebFetchConfig};
+use super::web_search::{WebSearch, WebSearchConfig};
 
-/// The whole file.
+/// The whole file; each section's type belongs to the tool it configures.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolsConfig {
@@ -101,136 +103,6 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Which search service `web_search` asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SearchBackend {
-    Searxng,
-    Brave,
-}
-
-/// `[web_search]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebSearchConfig {
-    /// Absent: the tool is listed as unavailable.
-    pub backend: Option<SearchBackend>,
-    /// SearxNG base URL (required for SearxNG); for Brave, overrides the API base URL.
-    pub url: Option<String>,
-    /// Brave subscription token; `BRAVE_API_KEY` is used when this is absent.
-    pub api_key: Option<String>,
-    /// Results returned by default, and the most a caller may ask for.
-    #[serde(default = "default_max_results")]
-    pub max_results: usize,
-}
-
-/// The most results a caller can get, whatever the configuration: Brave's own cap.
-pub const MAX_RESULTS_CAP: usize = 20;
-
-fn default_max_results() -> usize {
-    5
-}
-
-impl Default for WebSearchConfig {
-    fn default() -> Self {
-        WebSearchConfig {
-            backend: None,
-            url: None,
-            api_key: None,
-            max_results: default_max_results(),
-        }
-    }
-}
-
-/// `[web_fetch]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebFetchConfig {
-    /// Allow loopback, private, link-local and other internal addresses (off: SSRF protection).
-    #[serde(default)]
-    pub allow_private: bool,
-    /// Bytes of a response body read at most; the rest is not downloaded.
-    #[serde(default = "default_fetch_max_bytes")]
-    pub max_bytes: usize,
-    /// Time for the whole fetch, redirects and body included.
-    #[serde(default = "default_fetch_timeout_secs")]
-    pub timeout_secs: u64,
-    #[serde(default = "default_max_redirects")]
-    pub max_redirects: usize,
-}
-
-fn default_fetch_max_bytes() -> usize {
-    2 * 1024 * 1024
-}
-
-fn default_fetch_timeout_secs() -> u64 {
-    20
-}
-
-fn default_max_redirects() -> usize {
-    5
-}
-
-impl Default for WebFetchConfig {
-    fn default() -> Self {
-        WebFetchConfig {
-            allow_private: false,
-            max_bytes: default_fetch_max_bytes(),
-            timeout_secs: default_fetch_timeout_secs(),
-            max_redirects: default_max_redirects(),
-        }
-    }
-}
-
-/// One `[[command]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandConfig {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the input object; an object with no declared properties when absent.
-    #[serde(default = "empty_object_schema")]
-    pub parameters: serde_json::Value,
-    pub program: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// Shorter limit than `[limits] timeout_secs` for this command.
-    pub timeout_secs: Option<u64>,
-    /// Variables set for the program.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Names of the worker's own environment variables passed through (for secrets kept out of
-    /// this file).
-    #[serde(default)]
-    pub pass_env: Vec<String>,
-}
-
-fn empty_object_schema() -> serde_json::Value {
-    serde_json::json!({"type": "object", "properties": {}})
-}
-
-/// One `[[mcp]]`: an MCP server started as a child process, spoken to over stdio.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct McpConfig {
-    /// A label for logs and errors; the tools keep the names the server gives them.
-    pub name: String,
-    pub command: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub pass_env: Vec<String>,
-    /// Time to start, initialize and list tools (first runs of `npx` download packages).
-    #[serde(default = "default_startup_timeout_secs")]
-    pub startup_timeout_secs: u64,
-}
-
-fn default_startup_timeout_secs() -> u64 {
-    60
-}
-
 /// Reads the file and builds the tools it describes, starting its MCP servers.
 pub async fn load(path: &Path) -> anyhow::Result<ToolRunner> {
     let text = tokio::fs::read_to_string(path)
@@ -247,40 +119,18 @@ pub fn parse(text: &str) -> anyhow::Result<ToolsConfig> {
 }
 
 impl ToolsConfig {
-    /// Checks what serde cannot: values in range, names a model API accepts, unique names.
+    /// Checks what serde cannot, section by section, then what spans sections (unique names).
     fn check(&self) -> anyhow::Result<()> {
         if self.limits.timeout_secs == 0 || self.limits.max_output_bytes == 0 {
             bail!("[limits] timeout_secs and max_output_bytes must be greater than 0");
         }
-        let search = &self.web_search;
-        if !(1..=MAX_RESULTS_CAP).contains(&search.max_results) {
-            bail!("[web_search] max_results must be between 1 and {MAX_RESULTS_CAP}");
-        }
-        if search.backend == Some(SearchBackend::Searxng) && search.url.is_none() {
-            bail!("[web_search] backend = \"searxng\" needs url, the SearxNG base URL (for example url = \"http://searxng:8888\")");
-        }
-        if let Some(url) = &search.url {
-            url::Url::parse(url)
-                .with_context(|| format!("[web_search] url {url:?} is not a URL"))?;
-        }
-        let fetch = &self.web_fetch;
-        if fetch.max_bytes == 0 || fetch.timeout_secs == 0 {
-            bail!("[web_fetch] max_bytes and timeout_secs must be greater than 0");
-        }
+        self.web_search.check()?;
+        self.web_fetch.check()?;
         for command in &self.commands {
-            let what = format!("[[command]] `{}`", command.name);
-            check_tool_name(&command.name).with_context(|| what.clone())?;
-            if command.parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
-                bail!("{what}: parameters must be a JSON Schema for an object, for example parameters = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }} }}, required = [\"text\"] }}");
-            }
-            if command.timeout_secs == Some(0) {
-                bail!("{what}: timeout_secs must be greater than 0");
-            }
+            command.check()?;
         }
         for server in &self.mcp_servers {
-            if server.name.trim().is_empty() || server.command.trim().is_empty() {
-                bail!("every [[mcp]] needs a name (a label) and a command");
-            }
+            server.check()?;
         }
         let labels = self.mcp_servers.iter().map(|server| &server.name);
         if let Some(label) = first_duplicate(labels) {
@@ -288,17 +138,6 @@ impl ToolsConfig {
         }
         Ok(())
     }
-}
-
-/// Tool names as model APIs accept them (OpenAI: `^[a-zA-Z0-9_-]{1,64}$`).
-pub fn check_tool_name(name: &str) -> anyhow::Result<()> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if name.is_empty() || name.len() > 64 || !valid_chars {
-        bail!("tool name {name:?} must be 1 to 64 letters, digits, `_` or `-`");
-    }
-    Ok(())
 }
 
 fn first_duplicate<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a String> {
@@ -353,6 +192,7 @@ pub async fn build(config: ToolsConfig) -> anyhow::Result<ToolRunner> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::web_search::SearchBackend;
 
     fn parse_err(text: &str) -> String {
         format!("{:#}", parse(text).expect_err("config must be refused"))

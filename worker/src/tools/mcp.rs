@@ -11,6 +11,7 @@
 //! A result is returned as the server's structured content when it gives one, otherwise as its
 //! text parts joined. A result flagged `isError` is the tool failing, reported as Upstream.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +26,48 @@ use rmcp::model::{
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceError, ServiceExt as _};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::{check_tool_name, McpConfig};
+use super::input;
 use super::process_env::child_env;
-use super::{input, Tool};
+use super::runner::{check_tool_name, Tool};
+
+/// One `[[mcp]]` in the tools configuration file: an MCP server started as a child process,
+/// spoken to over stdio.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// A label for logs and errors; the tools keep the names the server gives them.
+    pub name: String,
+    /// The program that is the server.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables set for the server.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the worker's own environment variables passed through.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Time to start, initialize and list tools (first runs of `npx` download packages).
+    #[serde(default = "default_startup_timeout_secs")]
+    pub startup_timeout_secs: u64,
+}
+
+fn default_startup_timeout_secs() -> u64 {
+    60
+}
+
+impl McpConfig {
+    /// Checks what serde cannot: a label and a command.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.name.trim().is_empty() || self.command.trim().is_empty() {
+            anyhow::bail!("every [[mcp]] needs a name (a label) and a command");
+        }
+        Ok(())
+    }
+}
 
 /// One running MCP server.
 struct McpServer {
@@ -210,7 +248,6 @@ impl Tool for McpTool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
     /// The test MCP server, built by the tests crate into the same profile directory.

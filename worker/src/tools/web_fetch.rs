@@ -15,17 +15,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use auxot_common::address_policy;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::ToolInfo;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use url::{Host, Url};
 
-use super::config::WebFetchConfig;
 use super::http::{read_capped, upstream, USER_AGENT};
-use auxot_common::address_policy;
-
-use super::{input, Tool};
+use super::input;
+use super::runner::Tool;
 
 const NAME: &str = "web_fetch";
 
@@ -34,6 +34,57 @@ const DEFAULT_LIMIT: usize = 20_000;
 
 /// Elements whose text is not page content.
 const SKIPPED_TAGS: &[&str] = &["script", "style", "noscript", "template", "svg", "head"];
+
+/// `[web_fetch]` in the tools configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFetchConfig {
+    /// Allow loopback, private, link-local and other internal addresses (off: SSRF protection).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Bytes of a response body read at most; the rest is not downloaded.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Time for the whole fetch, redirects and body included.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Redirects followed before giving up.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: usize,
+}
+
+fn default_max_bytes() -> usize {
+    2 * 1024 * 1024
+}
+
+fn default_timeout_secs() -> u64 {
+    20
+}
+
+fn default_max_redirects() -> usize {
+    5
+}
+
+impl Default for WebFetchConfig {
+    fn default() -> Self {
+        WebFetchConfig {
+            allow_private: false,
+            max_bytes: default_max_bytes(),
+            timeout_secs: default_timeout_secs(),
+            max_redirects: default_max_redirects(),
+        }
+    }
+}
+
+impl WebFetchConfig {
+    /// Checks what serde cannot: values in range.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.max_bytes == 0 || self.timeout_secs == 0 {
+            anyhow::bail!("[web_fetch] max_bytes and timeout_secs must be greater than 0");
+        }
+        Ok(())
+    }
+}
 
 pub struct WebFetch {
     config: WebFetchConfig,

@@ -18,9 +18,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::config::{SearchBackend, WebSearchConfig};
+use anyhow::Context as _;
+
 use super::http::{excerpt, read_capped, upstream, USER_AGENT};
-use super::{input, Tool};
+use super::input;
+use super::runner::Tool;
 
 const NAME: &str = "web_search";
 
@@ -30,6 +32,63 @@ const BRAVE_DEFAULT_BASE: &str = "https://api.search.brave.com";
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Which search service `web_search` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    Searxng,
+    Brave,
+}
+
+/// `[web_search]` in the tools configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSearchConfig {
+    /// Absent: the tool is listed as unavailable.
+    pub backend: Option<SearchBackend>,
+    /// SearxNG base URL (required for SearxNG); for Brave, overrides the API base URL.
+    pub url: Option<String>,
+    /// Brave subscription token; `BRAVE_API_KEY` is used when this is absent.
+    pub api_key: Option<String>,
+    /// Results returned by default, and the most a caller may ask for.
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+}
+
+/// The most results a caller can get, whatever the configuration: Brave's own cap.
+pub const MAX_RESULTS_CAP: usize = 20;
+
+fn default_max_results() -> usize {
+    5
+}
+
+impl Default for WebSearchConfig {
+    fn default() -> Self {
+        WebSearchConfig {
+            backend: None,
+            url: None,
+            api_key: None,
+            max_results: default_max_results(),
+        }
+    }
+}
+
+impl WebSearchConfig {
+    /// Checks what serde cannot: values in range and a URL where the backend needs one.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_RESULTS_CAP).contains(&self.max_results) {
+            anyhow::bail!("[web_search] max_results must be between 1 and {MAX_RESULTS_CAP}");
+        }
+        if self.backend == Some(SearchBackend::Searxng) && self.url.is_none() {
+            anyhow::bail!("[web_search] backend = \"searxng\" needs url, the SearxNG base URL (for example url = \"http://searxng:8888\")");
+        }
+        if let Some(url) = &self.url {
+            Url::parse(url).with_context(|| format!("[web_search] url {url:?} is not a URL"))?;
+        }
+        Ok(())
+    }
+}
 
 pub struct WebSearch {
     /// The backend, or what to set to get one.

@@ -1,0 +1,32 @@
+//! The auxot worker as a library: it serves a model (with mistral.rs) and/or tools to the
+//! routers of an auxot cluster.
+//!
+//! Why a library under a thin binary: whatever starts a worker (the `auxot-worker` command,
+//! a whole-cluster test, an embedding program) goes through the same [`start`] and gets a
+//! [`WorkerHandle`] to wait on ([`WorkerHandle::ready`]) and to stop
+//! ([`WorkerHandle::shutdown`]), instead of spawning a process and scraping its log. The caller
+//! binds the sockets ([`Listeners`]), so tests bind `127.0.0.1:0` and never race for ports.
+//!
+//! Layers, each importing only those below it (no two modules import each other):
+//! [`cli`] (flags) → `node` (a worker's life: start, ready, drain) → `advertise` (gossip),
+//! `server` (QUIC streams) and `loading` (engine and tools from the configuration) → `engine`
+//! (mistral.rs, synthetic) and `tools`. `config` (what a worker is given) sits under `cli`,
+//! `node` and `loading`.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)
+)]
+
+mod advertise;
+pub mod cli;
+mod config;
+mod device;
+mod engine;
+mod loading;
+mod node;
+mod server;
+mod tools;
+
+pub use config::{EngineKind, Listeners, WorkerConfig};
+pub use node::{start, WorkerHandle};
