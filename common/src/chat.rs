@@ -32,19 +32,26 @@ pub struct ChatRequest {
     /// Thinking settings for models that reason before answering.
     #[serde(default)]
     pub reasoning: Reasoning,
-    /// Ask the worker for the prompt's token count before the first token (a `Usage` event with
-    /// zero completion tokens), for dialects that report it at the start of a stream.
+    /// Ask the worker for the prompt's token count before the first token (a
+    /// [`ChatEvent::PromptTokens`] event), for dialects that report it at the start of a stream.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub usage_first: bool,
+    pub prompt_tokens_first: bool,
 }
 
 impl ChatRequest {
     /// True when any message carries an image, so only vision models may serve it.
     pub fn has_images(&self) -> bool {
-        self.messages
-            .iter()
-            .flat_map(|m| &m.content)
-            .any(|p| matches!(p, Part::Image(_)))
+        self.parts()
+            .any(|p| matches!(p, Part::Image(_) | Part::ImageUrl { .. }))
+    }
+
+    /// True when an image is still given by URL: the router fetches those before forwarding.
+    pub fn has_unresolved_images(&self) -> bool {
+        self.parts().any(|p| matches!(p, Part::ImageUrl { .. }))
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &Part> {
+        self.messages.iter().flat_map(|m| &m.content)
     }
 }
 
@@ -106,6 +113,11 @@ pub enum Part {
         text: String,
     },
     Image(Image),
+    /// An image the caller gave by http(s) URL. The router fetches it and replaces the part with
+    /// [`Part::Image`] in place before the request leaves for a worker; workers refuse it.
+    ImageUrl {
+        url: String,
+    },
     /// A call the assistant made (in an assistant message).
     ToolCall {
         id: String,
@@ -207,8 +219,10 @@ pub struct Reasoning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ChatEvent {
-    /// First event of every generation: which model and worker serve it.
-    Start { model: String, worker: String },
+    /// The prompt's size, before any output, when the request asked for it
+    /// ([`ChatRequest::prompt_tokens_first`]). It is not output: a generation that fails after it
+    /// can still be retried elsewhere.
+    PromptTokens { tokens: u32 },
     /// A piece of the answer.
     Text { text: String },
     /// A piece of the model's reasoning.
@@ -223,7 +237,7 @@ pub enum ChatEvent {
         name: Option<String>,
         arguments: String,
     },
-    /// Token counts, sent once before [`ChatEvent::Finish`].
+    /// Token counts of the whole generation, sent once before [`ChatEvent::Finish`].
     Usage(Usage),
     /// The generation ended normally.
     Finish {
@@ -234,6 +248,21 @@ pub enum ChatEvent {
     },
     /// The generation failed; nothing follows.
     Error(crate::error::RemoteError),
+}
+
+impl ChatEvent {
+    /// Whether this event ends the generation.
+    pub fn is_last(&self) -> bool {
+        matches!(self, ChatEvent::Finish { .. } | ChatEvent::Error(_))
+    }
+
+    /// Whether this event is generated output (what reaches a client and cannot be taken back).
+    pub fn is_output(&self) -> bool {
+        matches!(
+            self,
+            ChatEvent::Text { .. } | ChatEvent::Reasoning { .. } | ChatEvent::ToolCall { .. }
+        )
+    }
 }
 
 /// Token counts of one generation.

@@ -37,7 +37,7 @@ impl Completion {
     /// Folds one event in.
     pub fn apply(&mut self, event: &ChatEvent) {
         match event {
-            ChatEvent::Start { model, .. } => self.model = model.clone(),
+            ChatEvent::PromptTokens { tokens } => self.usage.prompt_tokens = *tokens,
             ChatEvent::Text { text } => self.text.push_str(text),
             ChatEvent::Reasoning { text } => self.reasoning.push_str(text),
             ChatEvent::ToolCall {
@@ -79,10 +79,7 @@ mod tests {
     #[test]
     fn events_fold_into_a_completion() {
         let events = [
-            ChatEvent::Start {
-                model: "m".into(),
-                worker: "w".into(),
-            },
+            ChatEvent::PromptTokens { tokens: 3 },
             ChatEvent::Reasoning {
                 text: "think".into(),
             },
@@ -109,7 +106,7 @@ mod tests {
                 stop_sequence: None,
             },
         ];
-        let mut completion = Completion::new("auto");
+        let mut completion = Completion::new("m");
         for event in &events {
             completion.apply(event);
         }

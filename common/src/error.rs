@@ -1,45 +1,33 @@
 //! Errors that cross the wire from a worker to a router.
 //!
-//! A worker cannot know which dialect the caller speaks, so it reports a [`ErrorKind`] that says
-//! whose fault the failure was; the router maps the kind to an HTTP status and to the dialect's
-//! error type. The kind also decides whether the router may retry on another worker.
+//! A worker cannot know which dialect the caller speaks, so it reports an [`ErrorKind`] that says
+//! whose fault the failure was. The kind carries no HTTP status: the router's API layer maps it
+//! to a status and to the dialect's error type. The kind also decides whether the router may
+//! retry on another worker.
 
 use serde::{Deserialize, Serialize};
 
-/// Whose fault a failure was, which fixes its HTTP status.
+/// Whose fault a failure was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The request is malformed or asks for something impossible (400).
+    /// The request is malformed or asks for something impossible: the caller's fault.
     InvalidRequest,
-    /// The named model or tool does not exist (404).
+    /// The named model or tool does not exist.
     NotFound,
-    /// Every candidate is at capacity (429 / 529).
+    /// Every candidate is at capacity.
     Overloaded,
-    /// Nothing can serve the request right now (503).
+    /// Nothing can serve the request right now.
     Unavailable,
-    /// A call to an outside service failed (502).
+    /// A call to an outside service failed.
     Upstream,
-    /// The work took longer than its limit (504).
+    /// The work took longer than its limit.
     Timeout,
-    /// A bug or an engine failure (500).
+    /// A bug or an engine failure.
     Internal,
 }
 
 impl ErrorKind {
-    /// The HTTP status the router answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::InvalidRequest => 400,
-            ErrorKind::NotFound => 404,
-            ErrorKind::Overloaded => 429,
-            ErrorKind::Unavailable => 503,
-            ErrorKind::Upstream => 502,
-            ErrorKind::Timeout => 504,
-            ErrorKind::Internal => 500,
-        }
-    }
-
     /// Whether another worker might succeed where this one failed. Client errors never are.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorKind::Overloaded | ErrorKind::Unavailable)

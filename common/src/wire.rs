@@ -1,7 +1,9 @@
 //! The protocol on a QUIC stream between a router and a worker.
 //!
 //! One bidirectional stream per request: the router writes one [`WireRequest`] frame, the worker
-//! answers with [`WireReply`] frames and finishes its side. A frame is a 4-byte big-endian length
+//! answers with [`WireReply`] frames and finishes its side. A chat is answered with
+//! [`WireReply::Accepted`] (the worker took it: which model serves it), then events; or with one
+//! [`WireReply::Error`] when it is refused before any work. A frame is a 4-byte big-endian length
 //! followed by that many bytes of JSON. JSON rather than a binary codec because the payloads are
 //! small next to inference time, and a frame can be read in a packet capture; the length prefix
 //! keeps framing independent of the encoding.
@@ -17,7 +19,7 @@ use crate::error::RemoteError;
 use crate::tools::{ToolCallRequest, ToolCallResult};
 
 /// ALPN protocol id of the router-to-worker protocol; bumped on incompatible changes.
-pub const ALPN: &[u8] = b"auxot/1";
+pub const ALPN: &[u8] = b"auxot/2";
 
 /// Largest frame accepted, big enough for a request with several images.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
@@ -43,6 +45,13 @@ pub enum WireRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", content = "body", rename_all = "snake_case")]
 pub enum WireReply {
+    /// The worker took a chat request; events follow.
+    Accepted {
+        /// Node id of the worker.
+        worker: String,
+        /// The model that serves it (the real id when `auto` was asked for).
+        model: String,
+    },
     Event(ChatEvent),
     TokenCount {
         tokens: u32,

@@ -11,12 +11,22 @@ use argon2::password_hash::{
 use argon2::Argon2;
 use base64::Engine as _;
 use rand::RngCore as _;
-
-use crate::store::StoredKey;
+use serde::{Deserialize, Serialize};
 
 pub const KEY_PREFIX: &str = "rtr_";
 const ID_LEN: usize = 12;
 const SECRET_LEN: usize = 43;
+
+/// One stored API key: what the router keeps about it (never the key itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The public part of the key, after `rtr_`.
+    pub id: String,
+    pub name: String,
+    /// Argon2id PHC string of the whole key.
+    pub hash: String,
+    pub created_at: u64,
+}
 
 /// A freshly generated key and what to store about it.
 pub struct NewKey {

@@ -1,23 +1,7 @@
-//! `auxot-router`: the public API of an auxot cluster.
+//! `auxot-router`: the command line over the router library.
 #![forbid(unsafe_code)]
 
-mod anthropic;
-mod auth;
-mod cli;
-mod forward;
-mod http;
-mod ids;
-mod images;
-mod keys;
-mod openai;
-mod registry;
-mod routing;
-mod serve;
-mod state;
-mod store;
-mod tool_loop;
-mod tools_api;
-
+use auxot_router::{cli, store};
 use clap::Parser as _;
 
 fn print_setup(out: &store::SetupOutput, data_dir: &std::path::Path, json: bool) {
@@ -45,6 +29,18 @@ fn print_setup(out: &store::SetupOutput, data_dir: &std::path::Path, json: bool)
     );
 }
 
+async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let listeners =
+        auxot_router::Listeners::bind(args.http_addr, args.gossip_addr, args.quic_addr)?;
+    let router = auxot_router::start(&args, listeners).await?;
+    auxot_common::signal::stop_signal().await;
+    tokio::select! {
+        _ = router.shutdown() => {}
+        _ = auxot_common::signal::stop_signal() => tracing::warn!("second signal: stopping now"),
+    }
+    Ok(())
+}
+
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Setup(args) => {
@@ -52,7 +48,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             print_setup(&out, &args.data.data_dir, args.json);
             Ok(())
         }
-        cli::Command::Serve(args) => serve::serve(args).await,
+        cli::Command::Serve(args) => serve(args).await,
         cli::Command::Keys(cli::KeysCommand::Create { data, name }) => {
             let key = store::add_key(&data.data_dir, &name)?;
             println!("{key}");

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 use auxot_common::secret::ClusterSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{self, NewKey};
+use crate::keys::{self, NewKey, StoredKey};
 
 const CLUSTER_FILE: &str = "cluster.json";
 const KEYS_FILE: &str = "keys.json";
@@ -25,17 +25,6 @@ struct ClusterFile {
     /// The worker join token; it carries the 32-byte cluster secret.
     join_token: String,
     created_at: u64,
-}
-
-/// One stored API key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StoredKey {
-    /// The public part of the key, after `rtr_`.
-    pub id: String,
-    pub name: String,
-    /// Argon2id PHC string of the whole key.
-    pub hash: String,
-    pub created_at: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

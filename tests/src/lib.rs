@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod http_fixture;
+pub mod inproc;
 pub mod load;
+pub mod openapi;
 pub mod sse;
 
 /// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this executable
@@ -432,6 +434,18 @@ impl Cluster {
     pub async fn wait_workers(&self, index: usize, n: u64) -> Value {
         self.wait_health(index, Duration::from_secs(60), |h| {
             h["workers"].as_u64() == Some(n)
+        })
+        .await
+    }
+
+    /// Waits until router `index` counts at least one request in flight on `worker`: the moment
+    /// to kill or stop it under load (rather than after a guessed sleep).
+    pub async fn wait_active(&self, index: usize, worker: &str) -> Value {
+        self.wait_health(index, Duration::from_secs(30), |h| {
+            h["capacity"].as_array().is_some_and(|ws| {
+                ws.iter()
+                    .any(|w| w["worker"] == worker && w["active"].as_u64().unwrap_or(0) > 0)
+            })
         })
         .await
     }

@@ -175,7 +175,7 @@ async fn a_worker_killed_under_load_fails_no_request_that_had_not_started() {
             outcomes
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.wait_active(0, "w0").await;
     cluster.workers[0].signal("KILL");
     let outcomes = run.await.expect("load");
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed).collect();
@@ -236,7 +236,7 @@ async fn draining_loses_nothing_and_restarts_are_not_evicted_by_their_old_self()
             outcomes
         }
     });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    cluster.wait_active(0, "w1").await;
     cluster.workers[1].signal("TERM");
     let outcomes = run.await.expect("load");
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed).collect();

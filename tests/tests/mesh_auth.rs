@@ -133,6 +133,16 @@ async fn a_worker_with_a_wrong_token_cannot_join() {
         .filter_map(|w| w["worker"].as_str())
         .collect();
     assert_eq!(workers, vec!["member"]);
+    // The refusal is the cluster's doing: the stranger started, is still running and gossiping.
+    let stranger_log = cluster.workers[0].log_text();
+    assert!(
+        cluster.workers[0].is_running(),
+        "the stranger exited, so its absence proves nothing: {stranger_log}"
+    );
+    assert!(
+        stranger_log.contains("joined cluster"),
+        "the stranger never started gossiping: {stranger_log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use auxot_tests::openapi::assert_valid;
 use auxot_tests::{sse, Cluster, WorkerOptions, MODEL_ID};
 use serde_json::{json, Value};
 
@@ -45,6 +46,7 @@ async fn non_streaming(cluster: &Cluster, client: &reqwest::Client) -> Value {
     );
     assert!(prompt > 0 && completion > 0, "{usage}");
     assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+    assert_valid("CreateChatCompletionResponse", &body);
     body
 }
 
@@ -79,6 +81,7 @@ async fn streaming(cluster: &Cluster, client: &reqwest::Client, expected: &Value
     let mut usage = None;
     for chunk in &chunks {
         assert_eq!(chunk["object"], "chat.completion.chunk");
+        assert_valid("CreateChatCompletionStreamResponse", chunk);
         if let Some(choice) = chunk["choices"].get(0) {
             if let Some(piece) = choice["delta"]["content"].as_str() {
                 text.push_str(piece);
@@ -118,6 +121,7 @@ async fn models(cluster: &Cluster, client: &reqwest::Client) {
             .await
             .expect("json");
         assert_eq!(body["object"], "list");
+        assert_valid("ListModelsResponse", &body);
         let ids: Vec<&str> = body["data"]
             .as_array()
             .expect("data")
@@ -132,6 +136,7 @@ async fn models(cluster: &Cluster, client: &reqwest::Client) {
         .await
         .expect("request");
     assert_eq!(one.status(), 200);
+    assert_valid("Model", &one.json::<Value>().await.expect("json"));
     let missing = cluster
         .get(client, 0, "/api/openai/models/gpt-17")
         .send()
@@ -151,6 +156,7 @@ async fn errors(cluster: &Cluster, client: &reqwest::Client) {
     assert_eq!(no_key.status(), 401);
     let body: Value = no_key.json().await.expect("json");
     assert_eq!(body["error"]["type"], "authentication_error");
+    assert_valid("ErrorResponse", &body);
     let wrong_key = client
         .post(&url)
         .bearer_auth(format!("rtr_{}", "x".repeat(55)))
@@ -201,6 +207,7 @@ async fn errors(cluster: &Cluster, client: &reqwest::Client) {
         .expect("request");
     assert_eq!(unknown.status(), 404);
     let body: Value = unknown.json().await.expect("json");
+    assert_valid("ErrorResponse", &body);
     assert!(
         body["error"]["message"]
             .as_str()

@@ -41,16 +41,17 @@ async fn a_terminated_router_finishes_open_streams_then_exits() {
             .into_owned();
 
     cluster.routers[0].signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let fresh = reqwest::Client::new();
-    let refused = fresh
-        .get(format!("{}/health", cluster.router_url(0)))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a stopping router must not accept new connections"
-    );
+    // The router closes its listener once the signal is handled: poll for that.
+    let health = format!("{}/health", cluster.router_url(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut refused = false;
+    while !refused && std::time::Instant::now() < deadline {
+        refused = reqwest::Client::new().get(&health).send().await.is_err();
+        if !refused {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(refused, "a stopping router must not accept new connections");
 
     while let Some(chunk) = response
         .chunk()

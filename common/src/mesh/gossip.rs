@@ -16,7 +16,7 @@ use chitchat::{
 use tokio::sync::{watch, Mutex};
 
 use super::keys;
-use super::node::{NodeRole, NodeStateExt, WorkerAdvert};
+use super::node::{NodeRole, NodeStateExt, Readiness, WorkerAdvert};
 use super::sealed::{GossipStats, SealedUdpTransport};
 use crate::secret::ClusterSecret;
 
@@ -85,14 +85,28 @@ pub struct Gossip {
 }
 
 impl Gossip {
-    /// Joins the cluster with `initial` key-values already set.
+    /// Joins the cluster with `initial` key-values already set, binding `config.listen_addr`.
     pub async fn spawn(
         secret: &ClusterSecret,
         config: GossipConfig,
         initial: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::spawn_on(secret, config, None, initial).await
+    }
+
+    /// Like [`Self::spawn`], on `socket` when one is given (bound by the caller to
+    /// `config.listen_addr`).
+    pub async fn spawn_on(
+        secret: &ClusterSecret,
+        config: GossipConfig,
+        socket: Option<std::net::UdpSocket>,
+        initial: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let chitchat_config = chitchat_config(&secret.cluster_id(), config);
-        let transport = SealedUdpTransport::new(secret);
+        let mut transport = SealedUdpTransport::new(secret);
+        if let Some(socket) = socket {
+            transport = transport.with_socket(socket);
+        }
         let stats = transport.stats();
         let handle = spawn_chitchat(chitchat_config, initial, &transport).await?;
         let chitchat = handle.chitchat();
@@ -123,6 +137,16 @@ impl Gossip {
 
     pub async fn set(&self, key: &str, value: impl Into<String>) {
         self.set_many(&[(key, value.into())]).await;
+    }
+
+    /// Publishes whether this node takes new requests.
+    pub async fn set_readiness(&self, readiness: Readiness) {
+        self.set(keys::READINESS, readiness.as_str()).await;
+    }
+
+    /// Publishes how many requests this node has in flight.
+    pub async fn set_load(&self, load: u32) {
+        self.set(keys::LOAD, load.to_string()).await;
     }
 
     /// Fires whenever a live node joins, leaves or changes state.

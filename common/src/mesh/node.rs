@@ -131,6 +131,70 @@ impl WorkerAdvert {
     pub fn serves(&self, model: &str) -> bool {
         self.models.iter().any(|m| m.id == model)
     }
+
+    /// The gossip key-values that publish this advert. The node id and generation are not among
+    /// them: chitchat carries those in the node's identity.
+    pub fn key_values(&self) -> Vec<(&'static str, String)> {
+        let mut values = vec![
+            (keys::ROLE, NodeRole::Worker.as_str().to_string()),
+            (keys::QUIC_ADDR, self.quic_addr.to_string()),
+            (keys::READINESS, self.readiness.as_str().to_string()),
+            (keys::MODELS, json(&self.models)),
+            (keys::DEVICE, json(&self.device)),
+            (keys::CAPACITY, self.capacity.to_string()),
+            (keys::LOAD, self.load.to_string()),
+        ];
+        if !self.tools.is_empty() {
+            values.push((keys::TOOLS, json(&self.tools)));
+        }
+        values
+    }
+
+    /// Reads an advert from key-values (`get` looks one key up). `None` when the node is not a
+    /// worker or has no usable QUIC address; other keys fall back to safe defaults.
+    pub fn from_key_values<'a>(
+        node_id: &str,
+        generation: u64,
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<Self> {
+        if get(keys::ROLE).and_then(NodeRole::parse) != Some(NodeRole::Worker) {
+            return None;
+        }
+        Some(WorkerAdvert {
+            node_id: node_id.to_string(),
+            generation,
+            quic_addr: get(keys::QUIC_ADDR)?.parse().ok()?,
+            readiness: get(keys::READINESS)
+                .and_then(Readiness::parse)
+                .unwrap_or(Readiness::NotReady),
+            models: parse_value(&get, keys::MODELS).unwrap_or_default(),
+            tools: parse_value(&get, keys::TOOLS).unwrap_or_default(),
+            device: parse_value(&get, keys::DEVICE).unwrap_or_else(DeviceInfo::cpu),
+            capacity: parse_value(&get, keys::CAPACITY).unwrap_or(1),
+            load: parse_value(&get, keys::LOAD).unwrap_or(0),
+        })
+    }
+}
+
+/// A JSON gossip value, `None` when absent or garbled.
+fn parse_value<'a, T: serde::de::DeserializeOwned>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    key: &str,
+) -> Option<T> {
+    get(key).and_then(|v| serde_json::from_str(v).ok())
+}
+
+/// JSON text of a gossip value; the advert's types always serialise.
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The gossip key-values a router publishes: its role and where its HTTP API is.
+pub fn router_key_values(http_addr: SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        (keys::ROLE, NodeRole::Router.as_str().to_string()),
+        (keys::HTTP_ADDR, http_addr.to_string()),
+    ]
 }
 
 /// Typed reads of a node's gossip state.
@@ -156,20 +220,64 @@ impl NodeStateExt for NodeState {
     }
 
     fn worker_advert(&self) -> Option<WorkerAdvert> {
-        if self.role() != Some(NodeRole::Worker) {
-            return None;
-        }
         let id = self.chitchat_id();
-        Some(WorkerAdvert {
-            node_id: id.node_id.to_string(),
-            generation: id.generation_id,
-            quic_addr: self.get(keys::QUIC_ADDR)?.parse().ok()?,
-            readiness: self.readiness().unwrap_or(Readiness::NotReady),
-            models: self.parsed(keys::MODELS).unwrap_or_default(),
-            tools: self.parsed(keys::TOOLS).unwrap_or_default(),
-            device: self.parsed(keys::DEVICE).unwrap_or_else(DeviceInfo::cpu),
-            capacity: self.parsed(keys::CAPACITY).unwrap_or(1),
-            load: self.parsed(keys::LOAD).unwrap_or(0),
-        })
+        WorkerAdvert::from_key_values(&id.node_id, id.generation_id, |key| self.get(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn adverts_round_trip_through_key_values() {
+        let advert = WorkerAdvert {
+            node_id: "w1".into(),
+            generation: 42,
+            quic_addr: "10.0.0.7:7948".parse().expect("addr"),
+            readiness: Readiness::Ready,
+            models: vec![ModelInfo {
+                id: "m".into(),
+                context_length: Some(4096),
+                vision: true,
+                reasoning: false,
+            }],
+            tools: vec![ToolInfo {
+                name: "web_fetch".into(),
+                description: "fetch".into(),
+                parameters: serde_json::json!({"type": "object"}),
+                available: true,
+            }],
+            device: DeviceInfo {
+                kind: "cuda".into(),
+                name: "H100".into(),
+                memory_mib: Some(81_559),
+                count: 2,
+            },
+            capacity: 32,
+            load: 5,
+        };
+        let values: HashMap<&str, String> = advert.key_values().into_iter().collect();
+        let back = WorkerAdvert::from_key_values("w1", 42, |k| values.get(k).map(String::as_str));
+        assert_eq!(back, Some(advert));
+    }
+
+    #[test]
+    fn routers_and_address_less_nodes_are_not_workers() {
+        let router: HashMap<&str, String> =
+            router_key_values("127.0.0.1:8080".parse().expect("addr"))
+                .into_iter()
+                .collect();
+        assert_eq!(
+            WorkerAdvert::from_key_values("r", 1, |k| router.get(k).map(String::as_str)),
+            None
+        );
+        let no_addr: HashMap<&str, &str> = HashMap::from([(keys::ROLE, "worker")]);
+        assert_eq!(
+            WorkerAdvert::from_key_values("w", 1, |k| no_addr.get(k).copied()),
+            None
+        );
     }
 }

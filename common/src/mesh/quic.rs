@@ -32,11 +32,31 @@ pub fn transport_config() -> TransportConfig {
     config
 }
 
+/// quinn's server configuration around this node's TLS identity.
+fn server_config(identity: &NodeIdentity) -> Result<quinn::ServerConfig, QuicError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_tls_config()?)
+        .map_err(|e| QuicError::Crypto(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// quinn's client configuration around this node's TLS identity.
+fn client_config(identity: &NodeIdentity) -> Result<quinn::ClientConfig, QuicError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_tls_config()?)
+        .map_err(|e| QuicError::Crypto(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
 /// Why a stream to a peer could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("quic crypto configuration: {0}")]
+    Crypto(String),
     #[error("binding the QUIC endpoint on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -68,20 +88,33 @@ impl QuicEndpoint {
         addr: SocketAddr,
         accept: bool,
     ) -> Result<Self, QuicError> {
+        let socket =
+            std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        Self::on_socket(identity, socket, accept)
+    }
+
+    /// Like [`Self::bind`], on a socket the caller bound.
+    pub fn on_socket(
+        identity: &NodeIdentity,
+        socket: std::net::UdpSocket,
+        accept: bool,
+    ) -> Result<Self, QuicError> {
         let server = if accept {
-            Some(identity.quic_server_config()?)
+            Some(server_config(identity)?)
         } else {
             None
         };
-        let socket =
-            std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let addr = socket.local_addr().map_err(|source| QuicError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
         let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Bind {
             addr,
             source: std::io::Error::other("no async runtime"),
         })?;
         let mut endpoint = Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
             .map_err(|source| QuicError::Bind { addr, source })?;
-        endpoint.set_default_client_config(identity.quic_client_config()?);
+        endpoint.set_default_client_config(client_config(identity)?);
         Ok(QuicEndpoint { endpoint })
     }
 

@@ -155,6 +155,9 @@ impl GossipStats {
 pub struct SealedUdpTransport {
     sealer: Sealer,
     stats: Arc<GossipStats>,
+    /// A socket bound by the caller, used instead of binding the listen address (tests bind
+    /// port 0 and hand the socket over, so no port is released and re-bound).
+    bound: std::sync::Mutex<Option<std::net::UdpSocket>>,
 }
 
 impl SealedUdpTransport {
@@ -162,7 +165,14 @@ impl SealedUdpTransport {
         SealedUdpTransport {
             sealer: Sealer::new(secret),
             stats: Arc::default(),
+            bound: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Gossips on `socket` (already bound) instead of binding the listen address.
+    pub fn with_socket(self, socket: std::net::UdpSocket) -> Self {
+        *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = Some(socket);
+        self
     }
 
     /// Counters of the sockets this transport opens.
@@ -186,9 +196,16 @@ fn loopback_socket() -> anyhow::Result<UdpSocket> {
 #[async_trait]
 impl Transport for SealedUdpTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let public = UdpSocket::bind(listen_addr)
-            .await
-            .with_context(|| format!("failed to bind {listen_addr}/UDP for gossip"))?;
+        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let public = match bound {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                UdpSocket::from_std(socket)?
+            }
+            None => UdpSocket::bind(listen_addr)
+                .await
+                .with_context(|| format!("failed to bind {listen_addr}/UDP for gossip"))?,
+        };
         let codec = CodecSocket::open((Ipv4Addr::LOCALHOST, 0).into()).await?;
         let codec_addr = codec.local_addr()?;
         let capture = loopback_socket()?;

@@ -1,4 +1,5 @@
-//! Mutual-TLS identities for QUIC, derived from the cluster secret.
+//! Mutual-TLS identities, derived from the cluster secret. This module knows rustls only; the QUIC
+//! transport ([`super::quic`]) wraps its configurations.
 //!
 //! The cluster's certificate authority key is an Ed25519 key whose seed is derived from the
 //! cluster secret, so every node can rebuild the same CA without any file being shipped. Each
@@ -34,8 +35,6 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("quic crypto configuration: {0}")]
-    Quic(String),
     #[error("node id `{0}` is not usable as a certificate name (use letters, digits and `-`)")]
     NodeId(String),
 }
@@ -148,7 +147,7 @@ impl NodeIdentity {
     }
 
     /// Server side: presents this node's certificate and requires one from the cluster CA.
-    pub fn quic_server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+    pub fn server_tls_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Self::provider();
         let verifier =
             WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone()).build()?;
@@ -157,26 +156,18 @@ impl NodeIdentity {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key())?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-            .map_err(|e| TlsError::Quic(e.to_string()))?;
-        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(Arc::new(super::quic::transport_config()));
-        Ok(config)
+        Ok(tls)
     }
 
     /// Client side: presents this node's certificate and accepts servers of the cluster CA whose
     /// certificate names the node id it dials.
-    pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
+    pub fn client_tls_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key())?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| TlsError::Quic(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(super::quic::transport_config()));
-        Ok(config)
+        Ok(tls)
     }
 }
 

@@ -1,0 +1,183 @@
+//! Which endpoint a method and path name. Resolved by hand in one match (rather than a tree
+//! of warp filters and rejections) so every unknown path and wrong method gets a JSON error in
+//! the dialect of the path, with the right status, and nothing falls through to warp's
+//! plain-text defaults.
+
+use warp::http::Method;
+
+use crate::error::{ApiError, DialectKind, Fault};
+
+/// A resolved route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    OpenAiModels,
+    OpenAiModel(String),
+    OpenAiChat,
+    AnthropicMessages,
+    AnthropicCountTokens,
+    AnthropicModels,
+    AnthropicModel(String),
+    ToolsList,
+    ToolsExecute,
+}
+
+impl Route {
+    pub fn needs_auth(&self) -> bool {
+        !matches!(self, Route::Health)
+    }
+}
+
+/// The dialect a path belongs to, for errors even when the route is unknown.
+pub fn dialect_of(path: &str) -> DialectKind {
+    if path.starts_with("/api/anthropic") {
+        DialectKind::Anthropic
+    } else if path.starts_with("/api/openai") || path.starts_with("/v1") {
+        DialectKind::OpenAi
+    } else {
+        DialectKind::Plain
+    }
+}
+
+/// Resolves `method path` to a route, or the error to answer.
+pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let path = path.trim_end_matches('/');
+    let (route, allowed) = if path == "/health" {
+        (Some(Route::Health), Method::GET)
+    } else if let Some(rest) = path
+        .strip_prefix("/api/openai")
+        .or_else(|| path.starts_with("/v1").then_some(path))
+    {
+        let rest = rest.strip_prefix("/v1").unwrap_or(rest);
+        match rest {
+            "/chat/completions" => (Some(Route::OpenAiChat), Method::POST),
+            "/models" => (Some(Route::OpenAiModels), Method::GET),
+            _ => match rest.strip_prefix("/models/") {
+                Some(id) if !id.is_empty() => (Some(Route::OpenAiModel(decode(id))), Method::GET),
+                _ => (None, Method::GET),
+            },
+        }
+    } else if let Some(rest) = path.strip_prefix("/api/anthropic") {
+        let rest = rest.strip_prefix("/v1").unwrap_or(rest);
+        match rest {
+            "/messages" => (Some(Route::AnthropicMessages), Method::POST),
+            "/messages/count_tokens" => (Some(Route::AnthropicCountTokens), Method::POST),
+            "/models" => (Some(Route::AnthropicModels), Method::GET),
+            _ => match rest.strip_prefix("/models/") {
+                Some(id) if !id.is_empty() => {
+                    (Some(Route::AnthropicModel(decode(id))), Method::GET)
+                }
+                _ => (None, Method::GET),
+            },
+        }
+    } else if let Some(rest) = path.strip_prefix("/api/tools") {
+        let rest = rest.strip_prefix("/v1").unwrap_or(rest);
+        match rest {
+            "/list" | "/tools" => (Some(Route::ToolsList), Method::GET),
+            "/execute" => (Some(Route::ToolsExecute), Method::POST),
+            _ => (None, Method::GET),
+        }
+    } else {
+        (None, Method::GET)
+    };
+    match route {
+        None => Err(ApiError::new(
+            Fault::NotFound,
+            format!("no such endpoint: {path}"),
+        )),
+        Some(route) if *method == allowed => Ok(route),
+        Some(_) => Err(ApiError::new(
+            Fault::MethodNotAllowed,
+            format!("{path} accepts {allowed}, not {method}"),
+        )),
+    }
+}
+
+/// Percent-decodes a path segment (model ids can contain `/`, sent as `%2F`).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_aliases() {
+        let ok = [
+            (Method::GET, "/health", Route::Health),
+            (
+                Method::POST,
+                "/api/openai/chat/completions",
+                Route::OpenAiChat,
+            ),
+            (
+                Method::POST,
+                "/api/openai/v1/chat/completions",
+                Route::OpenAiChat,
+            ),
+            (Method::POST, "/v1/chat/completions", Route::OpenAiChat),
+            (Method::GET, "/api/openai/models", Route::OpenAiModels),
+            (Method::GET, "/api/openai/v1/models/", Route::OpenAiModels),
+            (
+                Method::GET,
+                "/api/openai/models/org%2Fname",
+                Route::OpenAiModel("org/name".into()),
+            ),
+            (
+                Method::POST,
+                "/api/anthropic/v1/messages",
+                Route::AnthropicMessages,
+            ),
+            (
+                Method::POST,
+                "/api/anthropic/v1/messages/count_tokens",
+                Route::AnthropicCountTokens,
+            ),
+            (
+                Method::GET,
+                "/api/anthropic/v1/models/m1",
+                Route::AnthropicModel("m1".into()),
+            ),
+            (Method::GET, "/api/tools/v1/list", Route::ToolsList),
+            (Method::GET, "/api/tools/v1/tools", Route::ToolsList),
+            (Method::POST, "/api/tools/v1/execute", Route::ToolsExecute),
+        ];
+        for (method, path, expected) in ok {
+            assert_eq!(route(&method, path).expect(path), expected, "{path}");
+        }
+        assert_eq!(
+            route(&Method::GET, "/nope").expect_err("404").fault,
+            Fault::NotFound
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/openai/chat/completions")
+                .expect_err("405")
+                .fault,
+            Fault::MethodNotAllowed
+        );
+    }
+
+    #[test]
+    fn dialects_follow_the_path() {
+        assert_eq!(dialect_of("/api/anthropic/v1/x"), DialectKind::Anthropic);
+        assert_eq!(dialect_of("/api/openai/x"), DialectKind::OpenAi);
+        assert_eq!(dialect_of("/v1/models"), DialectKind::OpenAi);
+        assert_eq!(dialect_of("/api/tools/v1/list"), DialectKind::Plain);
+    }
+}

@@ -1,0 +1,76 @@
+//! Streaming a generation to the client as server-sent events.
+//!
+//! A task pulls events from the generation and pushes rendered frames into a bounded channel
+//! whose receiver is the response body. When the client disconnects, hyper drops the body, the
+//! channel closes, the task returns and drops the generation, and the worker is told to stop.
+//! The task also watches the channel while the worker is silent (a long prefill), so a departed
+//! client is noticed even before the first token.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use auxot_common::chat::ChatEvent;
+use auxot_common::error::{ErrorKind, RemoteError};
+use futures::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use warp::reply::{Reply as _, Response};
+use warp::sse::Event;
+
+use crate::dialect::{SseFrame, StreamRenderer};
+use crate::generation::source::EventSource;
+
+/// warp's event for a frame, written `data: <payload>` like the reference APIs.
+fn event(frame: SseFrame) -> Event {
+    let event = Event::default().data(format!(" {}", frame.data));
+    match frame.event {
+        Some(name) => event.event(name),
+        None => event,
+    }
+}
+
+/// Streams `source` through `renderer` as the response. When `deadline` is cancelled (the router
+/// is shutting down and its grace period is over) the stream ends with an error event.
+pub fn respond(
+    mut source: impl EventSource,
+    mut renderer: impl StreamRenderer,
+    deadline: CancellationToken,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                // The client went away; dropping `source` cancels the generation.
+                _ = tx.closed() => return,
+                _ = deadline.cancelled() => Some(ChatEvent::Error(RemoteError::new(
+                    ErrorKind::Unavailable,
+                    "the router is shutting down; retry the request",
+                ))),
+                next = source.next() => next,
+            };
+            let Some(next) = next else { break };
+            let last = next.is_last();
+            for frame in renderer.on_event(&next) {
+                if tx.send(event(frame)).await.is_err() {
+                    return;
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        for frame in renderer.close() {
+            if tx.send(event(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
+    let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
+    let mut response = warp::sse::reply(keep_alive.stream(body)).into_response();
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        warp::http::HeaderValue::from_static("no"),
+    );
+    response
+}

@@ -1,0 +1,54 @@
+//! What every request handler shares.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use auxot_common::mesh::sealed::GossipStats;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Authenticator;
+use crate::generation::Generator;
+use crate::registry::Registry;
+
+pub struct AppState {
+    pub node_id: String,
+    pub auth: Authenticator,
+    pub generator: Arc<Generator>,
+    /// This router's gossip traffic, reported by `/health`.
+    pub gossip_stats: Arc<GossipStats>,
+    /// Set once the router starts shutting down.
+    shutting_down: AtomicBool,
+    /// Cancelled when the shutdown deadline passes: open streams end with an error event.
+    pub streams_deadline: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(node_id: String, auth: Authenticator, generator: Arc<Generator>) -> Self {
+        AppState {
+            node_id,
+            auth,
+            generator,
+            gossip_stats: Arc::default(),
+            shutting_down: AtomicBool::new(false),
+            streams_deadline: CancellationToken::new(),
+        }
+    }
+
+    pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {
+        self.gossip_stats = stats;
+        self
+    }
+
+    /// The workers this router sees.
+    pub fn registry(&self) -> &Registry {
+        self.generator.forwarder.registry()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn start_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+}

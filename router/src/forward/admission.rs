@@ -1,0 +1,121 @@
+//! Admission control: a request takes a worker with room, or waits (bounded in time and in
+//! number) for one, or is refused as overloaded. Waiting briefly absorbs bursts; refusing
+//! quickly after that tells clients to back off instead of piling up behind a full cluster.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auxot_common::chat::ChatRequest;
+
+use super::candidates;
+use super::error::ForwardError;
+use crate::registry::{Registry, WorkerView};
+use crate::routing::Policy;
+
+/// How long and how many requests may wait for capacity when every worker is full.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionLimits {
+    pub queue_timeout: Duration,
+    pub max_queued: usize,
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits {
+            queue_timeout: Duration::from_secs(5),
+            max_queued: 256,
+        }
+    }
+}
+
+/// A place in the admission queue, released on drop.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The admission queue of one router.
+#[derive(Default)]
+pub struct Admission {
+    pub limits: AdmissionLimits,
+    /// Requests waiting for capacity now.
+    queued: AtomicUsize,
+}
+
+impl Admission {
+    pub fn new(limits: AdmissionLimits) -> Self {
+        Admission {
+            limits,
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Chooses an untried worker for `request` without waiting: the policy's choice among those
+    /// with room, or among all when every one is full. `None` when none is left to try.
+    pub fn pick(
+        registry: &Registry,
+        policy: &dyn Policy,
+        request: &ChatRequest,
+        tried: &HashSet<String>,
+    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
+        let candidates = candidates::for_chat(registry, request, tried)?;
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let with_room: Vec<Arc<WorkerView>> = candidates
+            .iter()
+            .filter(|w| w.has_room())
+            .cloned()
+            .collect();
+        let pool = if with_room.is_empty() {
+            &candidates
+        } else {
+            &with_room
+        };
+        Ok(Some(pool[policy.select(pool)].clone()))
+    }
+
+    /// Chooses an untried worker with room for a generation, waiting for a slot when every
+    /// candidate is at capacity; refused as overloaded when the queue is full or the wait ends.
+    pub async fn admit(
+        &self,
+        registry: &Registry,
+        policy: &dyn Policy,
+        request: &ChatRequest,
+        tried: &HashSet<String>,
+    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
+        let deadline = tokio::time::Instant::now() + self.limits.queue_timeout;
+        let changed = registry.changed();
+        let mut place = None;
+        loop {
+            // Registered before looking, so a slot freed in between still wakes us.
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let candidates = candidates::for_chat(registry, request, tried)?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            let with_room: Vec<Arc<WorkerView>> =
+                candidates.into_iter().filter(|w| w.has_room()).collect();
+            if !with_room.is_empty() {
+                return Ok(Some(with_room[policy.select(&with_room)].clone()));
+            }
+            if place.is_none() {
+                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(ForwardError::Overloaded(request.model.clone()));
+                }
+                place = Some(Queued(&self.queued));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(ForwardError::Overloaded(request.model.clone()));
+            }
+        }
+    }
+}

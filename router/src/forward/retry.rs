@@ -1,0 +1,152 @@
+//! The one retry loop: chats, token counts, tool calls and the non-streaming redo all try
+//! workers one after the other through [`retry`], each attempt told which workers were tried.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use auxot_common::error::{ErrorKind, RemoteError};
+
+use super::error::ForwardError;
+
+/// How one attempt on one worker ended.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    Done(T),
+    /// Another worker may succeed.
+    Retry(RemoteError),
+    /// No worker will succeed: the request itself is at fault.
+    Fail(RemoteError),
+}
+
+impl<T> Attempt<T> {
+    /// A worker's error: retried elsewhere when another worker might succeed, never when the
+    /// caller is at fault.
+    pub fn from_error(error: RemoteError) -> Self {
+        if error.kind.is_retryable() {
+            Attempt::Retry(error)
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+}
+
+/// One step of a retry loop.
+#[derive(Debug)]
+pub enum Step<T> {
+    /// No untried worker can take the request.
+    NoCandidate,
+    /// `worker` was tried.
+    Tried { worker: String, outcome: Attempt<T> },
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `max_attempts` workers were tried. Each
+/// attempt gets the workers tried so far (starting with `exclude`) and must not use them again.
+/// A [`ForwardError`] from an attempt (an unknown model, a full cluster) ends the loop at once.
+pub async fn retry<T, F, Fut>(
+    max_attempts: usize,
+    exclude: &HashSet<String>,
+    mut attempt: F,
+) -> Result<T, ForwardError>
+where
+    F: FnMut(HashSet<String>) -> Fut,
+    Fut: Future<Output = Result<Step<T>, ForwardError>>,
+{
+    let mut tried = exclude.clone();
+    let mut last = None;
+    for _ in 0..max_attempts {
+        match attempt(tried.clone()).await? {
+            Step::NoCandidate => break,
+            Step::Tried { worker, outcome } => match outcome {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Fail(error) => return Err(ForwardError::Remote(error)),
+                Attempt::Retry(error) => {
+                    tracing::debug!(%worker, %error, "retrying on another worker");
+                    tried.insert(worker);
+                    last = Some(error);
+                }
+            },
+        }
+    }
+    Err(ForwardError::Remote(last.unwrap_or_else(|| {
+        RemoteError::new(ErrorKind::Unavailable, "no worker could take the request")
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_other_workers_until_one_succeeds() {
+        let mut seen = Vec::new();
+        let result = retry(3, &HashSet::new(), |tried| {
+            seen.push(tried.len());
+            let worker = format!("w{}", tried.len());
+            async move {
+                let outcome = if worker == "w2" {
+                    Attempt::Done(worker.clone())
+                } else {
+                    Attempt::Retry(RemoteError::new(ErrorKind::Unavailable, "down"))
+                };
+                Ok(Step::Tried { worker, outcome })
+            }
+        })
+        .await;
+        assert_eq!(result, Ok("w2".to_string()));
+        assert_eq!(seen, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn caller_faults_are_not_retried() {
+        let mut calls = 0;
+        let result: Result<(), _> = retry(3, &HashSet::new(), |_| {
+            calls += 1;
+            async {
+                Ok(Step::Tried {
+                    worker: "w".into(),
+                    outcome: Attempt::from_error(RemoteError::invalid("bad")),
+                })
+            }
+        })
+        .await;
+        assert_eq!(
+            result,
+            Err(ForwardError::Remote(RemoteError::invalid("bad")))
+        );
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_with_the_last_error_or_unavailable() {
+        let result: Result<(), _> = retry(2, &HashSet::new(), |tried| async move {
+            Ok(Step::Tried {
+                worker: format!("w{}", tried.len()),
+                outcome: Attempt::Retry(RemoteError::new(ErrorKind::Overloaded, "full")),
+            })
+        })
+        .await;
+        assert_eq!(
+            result,
+            Err(ForwardError::Remote(RemoteError::new(
+                ErrorKind::Overloaded,
+                "full"
+            )))
+        );
+        let none: Result<(), _> =
+            retry(2, &HashSet::new(), |_| async { Ok(Step::NoCandidate) }).await;
+        assert!(matches!(none, Err(ForwardError::Remote(e)) if e.kind == ErrorKind::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn excluded_workers_count_as_tried() {
+        let exclude = HashSet::from(["w0".to_string()]);
+        let result = retry(1, &exclude, |tried| async move {
+            Ok(Step::Tried {
+                worker: "w1".into(),
+                outcome: Attempt::Done(tried.contains("w0")),
+            })
+        })
+        .await;
+        assert_eq!(result, Ok(true));
+    }
+}

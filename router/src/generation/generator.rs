@@ -1,0 +1,34 @@
+//! The router's generation settings and the forwarder they work through, shared by every
+//! request (the tool loop keeps a handle to start later rounds).
+
+use super::images::FetchPolicy;
+use crate::forward::Forwarder;
+
+/// What generations need: the forwarder and the router's generation settings.
+pub struct Generator {
+    pub forwarder: Forwarder,
+    /// Where images given by URL may be fetched from.
+    pub image_policy: FetchPolicy,
+    /// Run mesh tools for every request that does not say otherwise.
+    pub mesh_tools_by_default: bool,
+    /// Tool rounds the router runs for one request.
+    pub max_tool_rounds: u32,
+}
+
+impl Generator {
+    pub fn new(forwarder: Forwarder, image_policy: FetchPolicy) -> Self {
+        Generator {
+            forwarder,
+            image_policy,
+            mesh_tools_by_default: false,
+            max_tool_rounds: 4,
+        }
+    }
+
+    /// Sets the server-side tool loop defaults.
+    pub fn with_mesh_tools(mut self, by_default: bool, max_rounds: u32) -> Self {
+        self.mesh_tools_by_default = by_default;
+        self.max_tool_rounds = max_rounds;
+        self
+    }
+}

@@ -1,0 +1,35 @@
+//! The auxot router: the public API of an auxot cluster.
+//!
+//! A router authenticates API calls, translates them from their dialect (OpenAI or Anthropic)
+//! into one canonical request, picks a worker that serves the model and forwards the request
+//! over QUIC, then renders the worker's events back in the caller's dialect. It is a library
+//! with a thin binary (`main.rs`) so tests can start routers in-process with [`start`].
+//!
+//! Layers, each importing only the ones below it:
+//! - [`api`]: HTTP routes, authentication, bodies, responses, SSE;
+//! - [`dialect`]: everything OpenAI- or Anthropic-specific, behind one trait;
+//! - [`generation`]: preparing a request, the server-side tool loop, collecting a completion;
+//! - [`forward`]: candidates, admission, the transport to workers, retries;
+//! - [`registry`] and [`routing`]: the workers gossip reports, and which one gets a request.
+//!
+//! [`error`], [`keys`], [`store`] and [`ids`] are leaves used from several layers.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)
+)]
+
+pub mod api;
+pub mod cli;
+pub mod dialect;
+pub mod error;
+pub mod forward;
+pub mod generation;
+pub mod ids;
+pub mod keys;
+pub mod registry;
+pub mod routing;
+pub mod server;
+pub mod store;
+
+pub use server::{start, Listeners, RouterHandle};
