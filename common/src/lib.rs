@@ -13,6 +13,7 @@ pub mod completion;
 pub mod error;
 pub mod logging;
 pub mod mesh;
+pub mod pki;
 pub mod secret;
 pub mod signal;
 pub mod tools;

@@ -15,13 +15,13 @@
 //! A sealed datagram is `magic (4) | sealed at (8) | nonce (12) | ciphertext | tag (16)`, the
 //! first two authenticated as associated data. Nonces are random. A datagram sealed more than a
 //! minute from now is refused, so a captured datagram cannot be replayed later (for example to
-//! make a node reflect large answers at a victim); within the minute a replay only repeats state
-//! chitchat already has, since versions are monotonic.
+//! make a node reflect large answers at a victim); within the minute, a [`NonceCache`] of the
+//! datagrams already opened refuses the replay.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -34,6 +34,10 @@ use tracing::{debug, warn};
 
 use crate::secret::ClusterSecret;
 
+mod replay;
+
+pub use replay::NonceCache;
+
 const MAGIC: &[u8; 4] = b"AXG2";
 /// Magic and the sealing time (milliseconds since the Unix epoch), authenticated but clear.
 const HEADER_LEN: usize = MAGIC.len() + 8;
@@ -45,22 +49,29 @@ const MAX_DATAGRAM: usize = 65_507;
 /// Relay sockets kept before the table is reset; one per gossip peer seen recently.
 const MAX_RELAYS: usize = 4096;
 
-/// Seals and opens gossip datagrams.
+/// Seals and opens gossip datagrams. Clones share the key and the replay cache.
 #[derive(Clone)]
 pub struct Sealer {
     key: std::sync::Arc<LessSafeKey>,
     rng: SystemRandom,
+    /// Datagrams opened within the age window; a second copy of one is a replay.
+    seen: Arc<Mutex<NonceCache>>,
 }
 
 impl Sealer {
     pub fn new(secret: &ClusterSecret) -> Self {
-        let key_bytes = secret.derive("gossip chacha20poly1305 key");
+        Self::from_key(&secret.derive("gossip chacha20poly1305 key"))
+    }
+
+    /// A sealer for a gossip key distributed as is (at enrollment) rather than derived.
+    pub fn from_key(key_bytes: &[u8; 32]) -> Self {
         // The key has exactly the length ChaCha20-Poly1305 wants, so this cannot fail.
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &key_bytes)
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, key_bytes)
             .unwrap_or_else(|_| unreachable!("32-byte key"));
         Sealer {
             key: std::sync::Arc::new(LessSafeKey::new(unbound)),
             rng: SystemRandom::new(),
+            seen: Arc::default(),
         }
     }
 
@@ -92,8 +103,9 @@ impl Sealer {
         Ok(out)
     }
 
-    /// Decrypts a datagram; `None` when it was not sealed with this cluster's key or was sealed
-    /// more than [`MAX_AGE`] away from now (a replay, or a node whose clock is far off).
+    /// Decrypts a datagram; `None` when it was not sealed with this cluster's key, was sealed
+    /// more than [`MAX_AGE`] away from now (a late replay, or a node whose clock is far off), or
+    /// was already opened (a replay within the window).
     pub fn open(&self, datagram: &[u8]) -> Option<Vec<u8>> {
         self.open_at(datagram, unix_millis())
     }
@@ -103,8 +115,8 @@ impl Sealer {
             return None;
         }
         let (header, rest) = datagram.split_at(HEADER_LEN);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let (nonce_bytes, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce_bytes).ok()?;
         let mut body = sealed.to_vec();
         let plain_len = self
             .key
@@ -114,6 +126,16 @@ impl Sealer {
         let stamp: [u8; 8] = header[MAGIC.len()..].try_into().ok()?;
         let sealed_at = u64::from_be_bytes(stamp);
         if sealed_at.abs_diff(now_millis) > MAX_AGE.as_millis() as u64 {
+            return None;
+        }
+        // Recorded only once authenticated and fresh, so strangers cannot fill the cache.
+        let nonce: [u8; NONCE_LEN] = nonce_bytes.try_into().ok()?;
+        let first_time = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(sealed_at, nonce, now_millis);
+        if !first_time {
             return None;
         }
         body.truncate(plain_len);
@@ -135,7 +157,8 @@ pub struct GossipStats {
     pub bytes_received: AtomicU64,
     pub datagrams_sent: AtomicU64,
     pub datagrams_received: AtomicU64,
-    /// Datagrams that did not open with the cluster key (strangers, other clusters).
+    /// Datagrams that did not open with the cluster key (strangers, other clusters), were too
+    /// old, or were replays.
     pub datagrams_rejected: AtomicU64,
 }
 
@@ -377,19 +400,37 @@ mod tests {
     fn stale_datagrams_are_refused() {
         let sealer = Sealer::new(&ClusterSecret::from_bytes([1; 32]));
         let now = unix_millis();
-        let sealed = sealer.seal_at(b"state", now).expect("seal");
-        assert!(sealer.open_at(&sealed, now + 30_000).is_some());
+        // A fresh copy per check, so the age check is what refuses (not the replay cache).
+        let sealed = || sealer.seal_at(b"state", now).expect("seal");
+        assert!(sealer.open_at(&sealed(), now + 30_000).is_some());
         assert!(
-            sealer.open_at(&sealed, now + 61_000).is_none(),
+            sealer.open_at(&sealed(), now + 61_000).is_none(),
             "a replay a minute later"
         );
         assert!(
-            sealer.open_at(&sealed, now - 61_000).is_none(),
+            sealer.open_at(&sealed(), now - 61_000).is_none(),
             "a clock far behind"
         );
+        let sealed = sealed();
         // The stamp is authenticated: moving it forward breaks the seal.
         let mut moved = sealed.clone();
         moved[MAGIC.len()..HEADER_LEN].copy_from_slice(&(now + 61_000).to_be_bytes());
         assert!(sealer.open_at(&moved, now + 61_000).is_none());
+    }
+
+    #[test]
+    fn a_datagram_opens_once() {
+        let sealer = Sealer::from_key(&[5; 32]);
+        let sealed = sealer.seal(b"state").expect("seal");
+        assert_eq!(sealer.open(&sealed).as_deref(), Some(&b"state"[..]));
+        assert_eq!(sealer.open(&sealed), None, "the replay");
+        // Clones (one per socket) share the cache.
+        assert_eq!(sealer.clone().open(&sealed), None);
+        let fresh = sealer.seal(b"state").expect("seal");
+        assert_eq!(sealer.open(&fresh).as_deref(), Some(&b"state"[..]));
+        // Changing the nonce to dodge the cache breaks the seal instead.
+        let mut forged = fresh.clone();
+        forged[HEADER_LEN] ^= 1;
+        assert_eq!(sealer.open(&forged), None);
     }
 }
