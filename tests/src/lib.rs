@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod http_fixture;
-pub mod inproc;
 pub mod load;
 pub mod openapi;
 pub mod sse;

@@ -2,7 +2,10 @@
 //! re-bound, no processes): the request path end to end in both dialects, with the served model
 //! and worker named, and OpenAI shapes checked against OpenAI's published schema.
 
-use auxot_tests::inproc::{InProcessCluster, InProcessWorker};
+#[path = "support/inproc.rs"]
+mod inproc;
+
+use inproc::{InProcessCluster, InProcessWorker};
 use auxot_tests::openapi::assert_valid;
 use auxot_tests::sse;
 use serde_json::{json, Value};

@@ -2,8 +2,11 @@
 //! sockets bound to `127.0.0.1:0` and handed over, so no port is ever released and re-bound.
 //!
 //! Use it for behaviour that needs no separate process (routing, dialects, admission, shapes);
-//! keep process clusters ([`crate::Cluster`]) for what needs one: SIGKILL, signals and drain,
-//! network namespaces, command-line flags.
+//! keep process clusters (`auxot_tests::Cluster`) for what needs one: SIGKILL, signals and
+//! drain, network namespaces, command-line flags.
+//!
+//! It lives beside the tests rather than in the `auxot_tests` library so that only the test
+//! binaries that include it link the worker library and mistral.rs.
 
 use std::time::{Duration, Instant};
 
@@ -115,7 +118,7 @@ impl InProcessCluster {
             config.synthetic_tokens = spec.synthetic_tokens;
             config.synthetic_ttft = spec.synthetic_ttft;
         } else {
-            config.model = Some(crate::model_path().display().to_string());
+            config.model = Some(auxot_tests::model_path().display().to_string());
             config.cpu = true;
         }
         let listeners = WorkerListeners::localhost().expect("bind");
