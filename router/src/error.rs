@@ -25,6 +25,8 @@ pub enum Fault {
     InvalidRequest,
     /// No key, or a key that is not valid.
     Unauthorized,
+    /// A valid key that may not do this (an API key on the admin API, say).
+    Forbidden,
     /// No such endpoint, model or tool.
     NotFound,
     /// The endpoint exists but takes another method.
@@ -75,6 +77,7 @@ impl ApiError {
         match (self.fault, dialect) {
             (Fault::InvalidRequest, _) => 400,
             (Fault::Unauthorized, _) => 401,
+            (Fault::Forbidden, _) => 403,
             (Fault::NotFound, _) => 404,
             (Fault::MethodNotAllowed, _) => 405,
             (Fault::PayloadTooLarge, _) => 413,
@@ -97,6 +100,7 @@ impl ApiError {
         let kind = match self.fault {
             Fault::InvalidRequest
             | Fault::Unauthorized
+            | Fault::Forbidden
             | Fault::MethodNotAllowed
             | Fault::PayloadTooLarge => ErrorKind::InvalidRequest,
             Fault::NotFound => ErrorKind::NotFound,
@@ -140,6 +144,7 @@ mod tests {
         let cases = [
             (Fault::InvalidRequest, DialectKind::OpenAi, 400),
             (Fault::Unauthorized, DialectKind::Anthropic, 401),
+            (Fault::Forbidden, DialectKind::Plain, 403),
             (Fault::NotFound, DialectKind::Plain, 404),
             (Fault::MethodNotAllowed, DialectKind::OpenAi, 405),
             (Fault::PayloadTooLarge, DialectKind::Anthropic, 413),

@@ -155,6 +155,9 @@ impl Drop for Node {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub api_key: String,
+    /// For the admin API (`auxot-router tokens|workers ...`).
+    pub admin_key: String,
+    /// The token workers join with (written to a file per worker, never on a command line).
     pub join_token: String,
     pub routers: Vec<Node>,
     pub workers: Vec<Node>,
@@ -238,6 +241,7 @@ impl Cluster {
         let out: Value = serde_json::from_slice(&output.stdout).expect("setup --json output");
         Cluster {
             api_key: out["api_key"].as_str().expect("api_key").to_string(),
+            admin_key: out["admin_key"].as_str().expect("admin_key").to_string(),
             join_token: out["join_token"].as_str().expect("join_token").to_string(),
             dir,
             routers: Vec::new(),
@@ -259,6 +263,66 @@ impl Cluster {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Writes the current join token to a private file for worker `name`, as an operator would.
+    pub fn token_file(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.token"));
+        std::fs::write(&path, &self.join_token).expect("token file");
+        path
+    }
+
+    /// What the routers hold: the CA, the gossip key, the records.
+    pub fn authority(&self) -> auxot_router::store::ClusterData {
+        auxot_router::store::load(&self.data_dir()).expect("the data directory")
+    }
+
+    /// A mesh identity issued by the cluster's CA, as a router would issue it.
+    pub fn identity(
+        &self,
+        node_id: &str,
+        role: auxot_common::pki::Role,
+    ) -> auxot_common::mesh::identity::MeshIdentity {
+        let ca = self.authority().ca;
+        let key = auxot_common::pki::NodeKey::generate().expect("key");
+        let issued = ca
+            .issue_for_key(
+                &key.public_key_raw(),
+                node_id,
+                role,
+                Duration::from_secs(3600),
+            )
+            .expect("issue");
+        auxot_common::mesh::identity::MeshIdentity::new(key, issued.chain, ca.root_der().clone())
+            .expect("identity")
+    }
+
+    /// What a router believes of a gossip snapshot: members whose certificates and signed
+    /// adverts check out against this cluster's root.
+    pub fn verified(
+        &self,
+        nodes: &std::collections::BTreeMap<chitchat::ChitchatId, chitchat::NodeState>,
+    ) -> auxot_router::membership::View {
+        let root = self.authority().ca.root_der().clone();
+        let records = std::sync::Arc::new(auxot_router::records::RecordStore::new(None));
+        auxot_router::membership::Membership::new(root, records).view(nodes)
+    }
+
+    /// Runs `auxot-router ARGS` against router `index`'s admin API with the admin key; its
+    /// stdout, or a panic with stderr.
+    pub fn admin(&self, index: usize, args: &[&str]) -> String {
+        let output = Command::new(bin("auxot-router"))
+            .args(args)
+            .args(["--router", &self.router_url(index)])
+            .env("AUXOT_ADMIN_KEY", &self.admin_key)
+            .output()
+            .expect("run auxot-router");
+        assert!(
+            output.status.success(),
+            "auxot-router {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     fn spawn(
@@ -360,8 +424,8 @@ impl Cluster {
         let mut args: Vec<String> = vec![
             "join".into(),
             seed.to_string(),
-            "--token".into(),
-            self.join_token.clone(),
+            "--token-file".into(),
+            self.token_file(&name).display().to_string(),
             "--gossip-addr".into(),
             SocketAddr::new(placement.bind, gossip_port).to_string(),
             "--quic-addr".into(),

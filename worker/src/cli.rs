@@ -37,7 +37,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// Gossip address (host:port) of any node already in the cluster; repeat for more seeds.
+    /// Gossip address (host:port) of a router; the worker enrolls there (TCP, same port) and
+    /// joins the gossip through it. Repeat (or separate with commas) for more routers.
     #[arg(
         required = true,
         value_name = "SEED",
@@ -46,8 +47,8 @@ pub struct JoinArgs {
     )]
     pub seeds: Vec<String>,
 
-    /// Join token printed by `auxot-router setup` (it carries the cluster secret: prefer
-    /// --token-file or AUXOT_TOKEN over the command line, which other users can read).
+    /// Join token printed by `auxot-router setup` or `tokens create`. Prefer --token-file or
+    /// AUXOT_TOKEN: the command line is visible to other users in `ps`.
     #[arg(
         long,
         env = "AUXOT_TOKEN",
@@ -130,6 +131,15 @@ pub struct JoinArgs {
     /// Seconds to let in-flight requests finish after SIGTERM before leaving anyway.
     #[arg(long, default_value_t = 60, env = "AUXOT_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: u64,
+
+    /// Directory keeping this worker's key between runs, so a restarted worker gets its node id
+    /// back at once (default: a new key each start).
+    #[arg(long, env = "AUXOT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Seconds to keep trying to enroll before giving up.
+    #[arg(long, default_value_t = crate::config::DEFAULT_ENROLL_TIMEOUT_SECS, env = "AUXOT_ENROLL_TIMEOUT_SECS")]
+    pub enroll_timeout_secs: u64,
 }
 
 impl JoinArgs {
@@ -172,6 +182,8 @@ impl JoinArgs {
             tools: self.tools,
             advertise_host: self.advertise_host,
             node_name: self.name,
+            state_dir: self.state_dir,
+            enroll_timeout: Duration::from_secs(self.enroll_timeout_secs),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod cli;
 mod config;
 mod device;
 mod engine;
+mod enrollment;
 mod loading;
 mod node;
 mod server;

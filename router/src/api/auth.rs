@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, Fault};
-use crate::keys::{self, StoredKey};
+use crate::keys::{self, Scope, StoredKey};
 
 const GOOD_TTL: Duration = Duration::from_secs(300);
 const BAD_TTL: Duration = Duration::from_secs(10);
@@ -97,8 +97,8 @@ impl Authenticator {
         cache.insert(print, (Instant::now() + ttl, ok));
     }
 
-    /// Checks a key (`None` when the request carried none).
-    pub async fn check(&self, key: Option<&str>) -> Result<(), AuthError> {
+    /// Checks a key (`None` when the request carried none); what it may do.
+    pub async fn check(&self, key: Option<&str>) -> Result<Scope, AuthError> {
         let key = key
             .map(str::trim)
             .filter(|k| !k.is_empty())
@@ -107,8 +107,15 @@ impl Authenticator {
             .and_then(|id| self.by_id.get(id))
             .ok_or(AuthError::Invalid)?;
         let print = fingerprint(key);
+        let verdict = |ok: bool| {
+            if ok {
+                Ok(stored.scope)
+            } else {
+                Err(AuthError::Invalid)
+            }
+        };
         if let Some(ok) = self.cached(&print) {
-            return if ok { Ok(()) } else { Err(AuthError::Invalid) };
+            return verdict(ok);
         }
         let permit =
             tokio::time::timeout(VERIFY_QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
@@ -117,7 +124,7 @@ impl Authenticator {
                 .map_err(|_| AuthError::Invalid)?;
         // Another request may have verified the same key while this one waited.
         if let Some(ok) = self.cached(&print) {
-            return if ok { Ok(()) } else { Err(AuthError::Invalid) };
+            return verdict(ok);
         }
         let key = key.to_string();
         let hash = stored.hash.clone();
@@ -128,11 +135,7 @@ impl Authenticator {
         .await
         .unwrap_or(false);
         self.remember(print, ok);
-        if ok {
-            Ok(())
-        } else {
-            Err(AuthError::Invalid)
-        }
+        verdict(ok)
     }
 }
 
@@ -142,15 +145,17 @@ mod tests {
 
     #[tokio::test]
     async fn accepts_the_key_and_refuses_others() {
-        let new = keys::generate("t").expect("generate");
-        let auth = Authenticator::new(vec![new.stored.clone()]);
-        assert_eq!(auth.check(Some(&new.key)).await, Ok(()));
+        let new = keys::generate("t", Scope::Api).expect("generate");
+        let admin = keys::generate("a", Scope::Admin).expect("generate");
+        let auth = Authenticator::new(vec![new.stored.clone(), admin.stored.clone()]);
+        assert_eq!(auth.check(Some(&new.key)).await, Ok(Scope::Api));
         // Cached the second time, same answer.
-        assert_eq!(auth.check(Some(&new.key)).await, Ok(()));
+        assert_eq!(auth.check(Some(&new.key)).await, Ok(Scope::Api));
+        assert_eq!(auth.check(Some(&admin.key)).await, Ok(Scope::Admin));
         assert_eq!(auth.check(None).await, Err(AuthError::Missing));
         assert_eq!(auth.check(Some("  ")).await, Err(AuthError::Missing));
         assert_eq!(auth.check(Some("rtr_nope")).await, Err(AuthError::Invalid));
-        let other = keys::generate("other").expect("generate");
+        let other = keys::generate("other", Scope::Api).expect("generate");
         assert_eq!(auth.check(Some(&other.key)).await, Err(AuthError::Invalid));
         // Right id, wrong secret.
         let forged = format!("{}{}", &new.key[..16], "A".repeat(43));

@@ -13,8 +13,9 @@ use warp::Filter as _;
 
 use crate::dialect::anthropic::Anthropic;
 use crate::dialect::openai::OpenAi;
-use crate::error::ApiError;
+use crate::error::{ApiError, Fault};
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod chat;
@@ -74,8 +75,17 @@ where
     B: bytes::Buf,
 {
     let route = route(method, path)?;
-    if route.needs_auth() {
-        state.auth.check(api_key(headers)).await?;
+    if let Some(needed) = route.scope() {
+        let scope = state.auth.check(api_key(headers)).await?;
+        if scope != needed {
+            return Err(ApiError::new(
+                Fault::Forbidden,
+                match needed {
+                    crate::keys::Scope::Admin => "this endpoint needs an admin key",
+                    crate::keys::Scope::Api => "admin keys manage the cluster; use an API key here",
+                },
+            ));
+        }
     }
     let body = body::read_body(body).await?;
     Ok(match route {
@@ -89,6 +99,11 @@ where
         Route::AnthropicModel(id) => chat::model::<Anthropic>(state, &id),
         Route::ToolsList => tools::list(state),
         Route::ToolsExecute => tools::execute(state, &body).await,
+        Route::AdminWorkers => admin::workers(&state.admin),
+        Route::AdminWorkerRevoke(node) => admin::revoke_worker(&state.admin, &node, &body),
+        Route::AdminTokens => admin::tokens(&state.admin),
+        Route::AdminTokenCreate => admin::create_token(&state.admin, &body),
+        Route::AdminTokenRevoke(id) => admin::revoke_token(&state.admin, &id),
     })
 }
 

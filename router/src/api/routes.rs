@@ -6,6 +6,7 @@
 use warp::http::Method;
 
 use crate::error::{ApiError, DialectKind, Fault};
+use crate::keys::Scope;
 
 /// A resolved route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +21,25 @@ pub enum Route {
     AnthropicModel(String),
     ToolsList,
     ToolsExecute,
+    AdminWorkers,
+    AdminWorkerRevoke(String),
+    AdminTokens,
+    AdminTokenCreate,
+    AdminTokenRevoke(String),
 }
 
 impl Route {
-    pub fn needs_auth(&self) -> bool {
-        !matches!(self, Route::Health)
+    /// The scope of key the route needs; `None` for routes open to all.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Route::Health => None,
+            Route::AdminWorkers
+            | Route::AdminWorkerRevoke(_)
+            | Route::AdminTokens
+            | Route::AdminTokenCreate
+            | Route::AdminTokenRevoke(_) => Some(Scope::Admin),
+            _ => Some(Scope::Api),
+        }
     }
 }
 
@@ -77,6 +92,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             "/execute" => (Some(Route::ToolsExecute), Method::POST),
             _ => (None, Method::GET),
         }
+    } else if let Some(rest) = path.strip_prefix("/api/admin/v1") {
+        admin_route(method, rest)
     } else {
         (None, Method::GET)
     };
@@ -90,6 +107,23 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             Fault::MethodNotAllowed,
             format!("{path} accepts {allowed}, not {method}"),
         )),
+    }
+}
+
+/// The admin API: workers (list, revoke) and join tokens (list, create, revoke).
+fn admin_route(method: &Method, rest: &str) -> (Option<Route>, Method) {
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match segments[..] {
+        ["workers"] => (Some(Route::AdminWorkers), Method::GET),
+        ["workers", node, "revoke"] if !node.is_empty() => {
+            (Some(Route::AdminWorkerRevoke(decode(node))), Method::POST)
+        }
+        ["tokens"] if *method == Method::POST => (Some(Route::AdminTokenCreate), Method::POST),
+        ["tokens"] => (Some(Route::AdminTokens), Method::GET),
+        ["tokens", id, "revoke"] if !id.is_empty() => {
+            (Some(Route::AdminTokenRevoke(decode(id))), Method::POST)
+        }
+        _ => (None, Method::GET),
     }
 }
 
@@ -157,6 +191,23 @@ mod tests {
             (Method::GET, "/api/tools/v1/list", Route::ToolsList),
             (Method::GET, "/api/tools/v1/tools", Route::ToolsList),
             (Method::POST, "/api/tools/v1/execute", Route::ToolsExecute),
+            (Method::GET, "/api/admin/v1/workers", Route::AdminWorkers),
+            (
+                Method::POST,
+                "/api/admin/v1/workers/w1/revoke",
+                Route::AdminWorkerRevoke("w1".into()),
+            ),
+            (Method::GET, "/api/admin/v1/tokens", Route::AdminTokens),
+            (
+                Method::POST,
+                "/api/admin/v1/tokens",
+                Route::AdminTokenCreate,
+            ),
+            (
+                Method::POST,
+                "/api/admin/v1/tokens/abc/revoke",
+                Route::AdminTokenRevoke("abc".into()),
+            ),
         ];
         for (method, path, expected) in ok {
             assert_eq!(route(&method, path).expect(path), expected, "{path}");
@@ -167,6 +218,19 @@ mod tests {
         );
         assert_eq!(
             route(&Method::GET, "/api/openai/chat/completions")
+                .expect_err("405")
+                .fault,
+            Fault::MethodNotAllowed
+        );
+    }
+
+    #[test]
+    fn only_admin_routes_need_an_admin_key() {
+        assert_eq!(Route::Health.scope(), None);
+        assert_eq!(Route::OpenAiChat.scope(), Some(Scope::Api));
+        assert_eq!(Route::AdminWorkers.scope(), Some(Scope::Admin));
+        assert_eq!(
+            route(&Method::GET, "/api/admin/v1/workers/w1/revoke")
                 .expect_err("405")
                 .fault,
             Fault::MethodNotAllowed

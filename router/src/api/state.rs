@@ -6,6 +6,7 @@ use std::sync::Arc;
 use auxot_common::mesh::sealed::GossipStats;
 use tokio_util::sync::CancellationToken;
 
+use super::admin::Admin;
 use super::auth::Authenticator;
 use crate::generation::Generator;
 use crate::registry::Registry;
@@ -14,6 +15,7 @@ pub struct AppState {
     pub node_id: String,
     pub auth: Authenticator,
     pub generator: Arc<Generator>,
+    pub admin: Admin,
     /// This router's gossip traffic, reported by `/health`.
     pub gossip_stats: Arc<GossipStats>,
     /// Set once the router starts shutting down.
@@ -23,11 +25,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(node_id: String, auth: Authenticator, generator: Arc<Generator>) -> Self {
+    pub fn new(
+        node_id: String,
+        auth: Authenticator,
+        generator: Arc<Generator>,
+        admin: Admin,
+    ) -> Self {
         AppState {
             node_id,
             auth,
             generator,
+            admin,
             gossip_stats: Arc::default(),
             shutting_down: AtomicBool::new(false),
             streams_deadline: CancellationToken::new(),

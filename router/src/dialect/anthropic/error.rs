@@ -8,6 +8,7 @@ use crate::ids;
 fn error_type(fault: Fault) -> &'static str {
     match fault {
         Fault::Unauthorized => "authentication_error",
+        Fault::Forbidden => "permission_error",
         Fault::PayloadTooLarge => "request_too_large",
         Fault::InvalidRequest | Fault::MethodNotAllowed => "invalid_request_error",
         Fault::NotFound => "not_found_error",

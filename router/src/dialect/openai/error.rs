@@ -7,6 +7,7 @@ use crate::error::{ApiError, Fault};
 fn error_type(fault: Fault) -> &'static str {
     match fault {
         Fault::Unauthorized => "authentication_error",
+        Fault::Forbidden => "permission_error",
         Fault::InvalidRequest | Fault::MethodNotAllowed | Fault::PayloadTooLarge => {
             "invalid_request_error"
         }
