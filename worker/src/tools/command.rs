@@ -311,6 +311,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timed_out_programs_children_are_stopped_with_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pidfile = dir.path().join("grandchild.pid");
+        // The program starts a grandchild that would outlive it, then waits.
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let tool = sh("spawner", &script, Some(1));
+        let err = tool.call(json!({"text": "x"})).await.expect_err("timeout");
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        let pid = std::fs::read_to_string(&pidfile).expect("the grandchild's pid");
+        let proc_dir = format!("/proc/{}", pid.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for init to reap it.
+        let alive = || {
+            std::fs::read_to_string(format!("{proc_dir}/stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false)
+        };
+        while alive() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !alive(),
+            "the grandchild {} survived the timeout",
+            pid.trim()
+        );
+    }
+
+    #[tokio::test]
     async fn missing_programs_and_missing_fields_are_reported() {
         let mut tool = sh("ghost", "true", None);
         tool.program = "/nonexistent/auxot-tool".into();

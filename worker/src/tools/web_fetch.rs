@@ -434,6 +434,30 @@ mod tests {
         .await
     }
 
+    #[test]
+    fn deeply_nested_html_converts_without_exhausting_the_stack() {
+        // 100 000 unclosed elements: a recursive converter overflows any thread's stack.
+        let depth = 100_000;
+        let html = format!(
+            "<html><body>{}<p>deep text</p>{}<p>after</p></body></html>",
+            "<div><span>".repeat(depth / 2),
+            "</span></div>".repeat(depth / 2)
+        );
+        // The size of the blocking pool's threads, where pages are converted.
+        let converted = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || html_to_markdown(&html))
+            .expect("thread")
+            .join()
+            .expect("converted without overflowing the stack");
+        assert!(
+            converted.contains("deep text"),
+            "{}",
+            &converted[..converted.len().min(200)]
+        );
+        assert!(converted.contains("after"));
+    }
+
     #[tokio::test]
     async fn html_pages_come_back_as_markdown() {
         let server = html_server().await;
