@@ -11,6 +11,8 @@ use crate::error::{ApiError, DialectKind, Fault};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// The OpenAPI description of the API (for clients and schema-driven fuzzers).
+    OpenApi,
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
@@ -23,8 +25,9 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whether the route needs a key. `/health` answers without one, with less.
     pub fn needs_auth(&self) -> bool {
-        !matches!(self, Route::Health)
+        !matches!(self, Route::Health | Route::OpenApi)
     }
 }
 
@@ -44,6 +47,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.trim_end_matches('/');
     let (route, allowed) = if path == "/health" {
         (Some(Route::Health), Method::GET)
+    } else if path == "/openapi.json" {
+        (Some(Route::OpenApi), Method::GET)
     } else if let Some(rest) = path
         .strip_prefix("/api/openai")
         .or_else(|| path.starts_with("/v1").then_some(path))
@@ -121,6 +126,7 @@ mod tests {
     fn routes_and_aliases() {
         let ok = [
             (Method::GET, "/health", Route::Health),
+            (Method::GET, "/openapi.json", Route::OpenApi),
             (
                 Method::POST,
                 "/api/openai/chat/completions",

@@ -312,12 +312,15 @@ fn decode(content_type: &str, body: &[u8]) -> String {
     }
 }
 
+/// The page as Markdown. The converter recurses per element level, so the nesting is limited
+/// first: a page nested deeper than any real one cannot overflow the converting thread's stack.
 fn html_to_markdown(html: &str) -> String {
+    let html = super::html_depth::limit_depth(html, super::html_depth::MAX_HTML_DEPTH);
     let converter = htmd::HtmlToMarkdown::builder()
         .skip_tags(SKIPPED_TAGS.to_vec())
         .build();
     // htmd only fails on I/O errors of its in-memory parser; fall back to the raw text.
-    converter.convert(html).unwrap_or_else(|_| html.to_string())
+    converter.convert(&html).unwrap_or(html)
 }
 
 #[async_trait]
