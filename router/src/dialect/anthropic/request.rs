@@ -555,6 +555,29 @@ mod tests {
     }
 
     #[test]
+    fn shapes_over_the_limits_name_them() {
+        let user = json!({"role": "user", "content": "x"});
+        let cases = [
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [user], "stop_sequences": vec!["s"; 17]}),
+                "stop_sequences: 17 stop strings exceed the limit of 16",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": vec![user.clone(); 2049]}),
+                "messages: 2049 messages exceed the limit of 2048",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [user], "tools": vec![json!({"name": "f"}); 257]}),
+                "tools: 257 tools exceed the limit of 256",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).expect_err("over a limit");
+            assert_eq!(err.message, expected);
+        }
+    }
+
+    #[test]
     fn validation_messages_match_anthropic() {
         let cases = [
             (

@@ -504,6 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn shapes_over_the_limits_name_them() {
+        let user = json!({"role": "user", "content": "x"});
+        let image = json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAEC"}});
+        let cases = [
+            (
+                json!({"model": "m", "messages": [user], "stop": ["y".repeat(257)]}),
+                "stop[0]: 257 bytes in a stop string exceed the limit of 256",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": vec![image; 21]}]}),
+                "messages[0].content[20].image_url.url: 21 images exceed the limit of 20",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": vec![json!({"type": "text", "text": "a"}); 513]}]}),
+                "messages[0].content: 513 content parts in one message exceed the limit of 512",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).expect_err("over a limit");
+            assert_eq!(err.message, expected);
+        }
+    }
+
+    #[test]
     fn invalid_requests_say_what_is_wrong() {
         let cases = [
             (
