@@ -160,8 +160,8 @@ pub enum KeysCommand {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Revoke the key with this id (the 12 characters after `rtr_`). Running routers keep
-    /// accepting it until restarted.
+    /// Revoke the key with this id (the 12 characters after `rtr_`). Running routers stop
+    /// accepting it when they next re-read the keys (`--keys-reload-secs`).
     Revoke {
         #[command(flatten)]
         data: DataDir,
@@ -236,4 +236,60 @@ pub struct ServeArgs {
     /// two thirds of it, so a revoked worker's certificate is useless soon after.
     #[arg(long, default_value_t = 24 * 3600, env = "AUXOT_NODE_CERT_LIFETIME_SECS", value_parser = clap::value_parser!(u64).range(10..))]
     pub node_cert_lifetime_secs: u64,
+
+    /// Seconds a client has to send a request head, from its first byte (and a new connection
+    /// from its opening).
+    #[arg(long, default_value_t = 10, env = "AUXOT_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may sit between two requests before it is closed.
+    #[arg(long, default_value_t = 60, env = "AUXOT_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a response (or a stream) may wait for a client that stopped reading before the
+    /// connection is cut and its generation cancelled.
+    #[arg(long, default_value_t = 30, env = "AUXOT_WRITE_TIMEOUT_SECS")]
+    pub write_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body (408 after).
+    #[arg(long, default_value_t = 30, env = "AUXOT_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: u64,
+
+    /// Client connections served at once; more get 503 and are closed.
+    #[arg(long, default_value_t = 1024, env = "AUXOT_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// Largest body of the chat, messages and count_tokens endpoints in bytes (413 above).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, env = "AUXOT_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Largest body of the tools execute endpoint in bytes (413 above).
+    #[arg(long, default_value_t = 1024 * 1024, env = "AUXOT_MAX_TOOL_BODY_BYTES")]
+    pub max_tool_body_bytes: usize,
+
+    /// Bytes of request bodies held at once across all requests; past it, requests get 503.
+    #[arg(long, default_value_t = 128 * 1024 * 1024, env = "AUXOT_BODY_BUDGET_BYTES")]
+    pub body_budget_bytes: usize,
+
+    /// Seconds one chat request may take from its body to its last event (504, or an error
+    /// event in a stream).
+    #[arg(long, default_value_t = 900, env = "AUXOT_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: u64,
+
+    /// Milliseconds a worker has to answer a request's first frame before it counts as wedged
+    /// and the request moves to another worker.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "AUXOT_WORKER_FIRST_FRAME_TIMEOUT_MS"
+    )]
+    pub worker_first_frame_timeout_ms: u64,
+
+    /// Seconds a worker has to produce a request's first output (prefill included).
+    #[arg(long, default_value_t = 300, env = "AUXOT_FIRST_OUTPUT_TIMEOUT_SECS")]
+    pub first_output_timeout_secs: u64,
+
+    /// Seconds between two re-reads of the API keys (revocations take effect then).
+    #[arg(long, default_value_t = 30, env = "AUXOT_KEYS_RELOAD_SECS")]
+    pub keys_reload_secs: u64,
 }

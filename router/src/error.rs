@@ -33,6 +33,8 @@ pub enum Fault {
     MethodNotAllowed,
     /// The request body is larger than the route accepts.
     PayloadTooLarge,
+    /// The client did not send its request body within the deadline.
+    RequestTimeout,
     /// Every worker that could serve the request is at capacity.
     Overloaded,
     /// Nothing can serve the request right now.
@@ -80,6 +82,7 @@ impl ApiError {
             (Fault::Forbidden, _) => 403,
             (Fault::NotFound, _) => 404,
             (Fault::MethodNotAllowed, _) => 405,
+            (Fault::RequestTimeout, _) => 408,
             (Fault::PayloadTooLarge, _) => 413,
             (Fault::Overloaded, DialectKind::Anthropic) => 529,
             (Fault::Overloaded, _) => 429,
@@ -102,7 +105,8 @@ impl ApiError {
             | Fault::Unauthorized
             | Fault::Forbidden
             | Fault::MethodNotAllowed
-            | Fault::PayloadTooLarge => ErrorKind::InvalidRequest,
+            | Fault::PayloadTooLarge
+            | Fault::RequestTimeout => ErrorKind::InvalidRequest,
             Fault::NotFound => ErrorKind::NotFound,
             Fault::Overloaded => ErrorKind::Overloaded,
             Fault::Unavailable => ErrorKind::Unavailable,
@@ -148,6 +152,8 @@ mod tests {
             (Fault::NotFound, DialectKind::Plain, 404),
             (Fault::MethodNotAllowed, DialectKind::OpenAi, 405),
             (Fault::PayloadTooLarge, DialectKind::Anthropic, 413),
+            (Fault::RequestTimeout, DialectKind::OpenAi, 408),
+            (Fault::RequestTimeout, DialectKind::Anthropic, 408),
             (Fault::Overloaded, DialectKind::OpenAi, 429),
             (Fault::Overloaded, DialectKind::Anthropic, 529),
             (Fault::Internal, DialectKind::OpenAi, 500),

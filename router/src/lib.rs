@@ -15,7 +15,7 @@
 //! Beside the request path: [`server`] (a router's life), [`membership`] (gossip state checked
 //! against the cluster's certificates), [`enroll`] (issuing workers' certificates), [`records`]
 //! (join tokens and revocations replicated between routers), [`client`] (the CLI's admin calls).
-//! [`error`], [`keys`], [`store`], [`files`] and [`ids`] are leaves used from several layers.
+//! [`error`], [`limits`], [`keys`], [`store`], [`files`] and [`ids`] are leaves used from several layers.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -33,6 +33,7 @@ pub mod forward;
 pub mod generation;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod membership;
 pub mod records;
 pub mod registry;

@@ -26,7 +26,7 @@ use crate::cli::ServeArgs;
 use crate::enroll::{self, Enroller, Owners};
 use crate::forward::admission::AdmissionLimits;
 use crate::forward::transport::QuicTransport;
-use crate::forward::Forwarder;
+use crate::forward::{ForwardTimeouts, Forwarder};
 use crate::generation::images::FetchPolicy;
 use crate::generation::Generator;
 use crate::membership::{Membership, SharedView};
@@ -389,7 +389,12 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         })
     });
     let transport = Arc::new(QuicTransport::new(pool));
-    let forwarder = Forwarder::new(registry, transport, args.routing.build(), limits);
+    let forwarder = Forwarder::new(registry, transport, args.routing.build(), limits)
+        .with_timeouts(ForwardTimeouts {
+            first_frame: Duration::from_millis(args.worker_first_frame_timeout_ms.max(1)),
+            first_output: Duration::from_secs(args.first_output_timeout_secs.max(1)),
+            ..ForwardTimeouts::default()
+        });
     let generator = Generator::new(
         forwarder,
         FetchPolicy {
@@ -409,7 +414,14 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
             Arc::new(generator),
             admin,
         )
-        .with_gossip_stats(gossip.stats()),
+        .with_gossip_stats(gossip.stats())
+        .with_edge(api::EdgeConfig::from(args)),
+    );
+    let data_dir = args.data.data_dir.clone();
+    api::auth::follow_key_store(
+        &state,
+        move || store::list_keys(&data_dir),
+        Duration::from_secs(args.keys_reload_secs.max(1)),
     );
     info!(
         node = %node_id,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fake_worker;
 pub mod http_fixture;
 pub mod load;
 pub mod openapi;
@@ -131,6 +132,16 @@ impl Node {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// The process's peak resident memory (`VmHWM`) in KiB, from `/proc`.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
     }
 
     pub fn log_text(&self) -> String {
@@ -331,6 +342,7 @@ impl Cluster {
         program: &str,
         args: &[String],
         prefix: &[String],
+        env: &[(&str, &str)],
     ) -> (Child, PathBuf) {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -347,6 +359,7 @@ impl Cluster {
             .args(args)
             .env("AUXOT_LOG", "info")
             .env("HF_HOME", self.dir.path().join("hf-home"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -360,12 +373,32 @@ impl Cluster {
         self.start_router_at(&Placement::default(), seeds, extra)
     }
 
+    /// Starts a router with `AUXOT_*` variables in its environment; returns its index.
+    pub fn start_router_with_env(
+        &mut self,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
+        self.start_router_full(&Placement::default(), seeds, extra, env)
+    }
+
     /// Starts a router where `placement` says; returns its index.
     pub fn start_router_at(
         &mut self,
         placement: &Placement,
         seeds: &[SocketAddr],
         extra: &[&str],
+    ) -> usize {
+        self.start_router_full(placement, seeds, extra, &[])
+    }
+
+    fn start_router_full(
+        &mut self,
+        placement: &Placement,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> usize {
         let name = format!("router{}", self.routers.len());
         let http = free_tcp_port();
@@ -390,7 +423,7 @@ impl Cluster {
             args.push(seed.to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, log) = self.spawn(&name, "auxot-router", &args, &placement.prefix);
+        let (child, log) = self.spawn(&name, "auxot-router", &args, &placement.prefix, env);
         self.routers.push(Node {
             name,
             child: Some(child),
@@ -446,7 +479,7 @@ impl Cluster {
             ]);
         }
         args.extend(options.args.iter().cloned());
-        let (child, log) = self.spawn(&name, "auxot-worker", &args, &placement.prefix);
+        let (child, log) = self.spawn(&name, "auxot-worker", &args, &placement.prefix, &[]);
         self.workers.push(Node {
             name,
             child: Some(child),
@@ -474,7 +507,8 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         while Instant::now() < deadline {
-            if let Ok(response) = client.get(&url).send().await {
+            // With the key, `/health` details the workers; without it, only counts.
+            if let Ok(response) = client.get(&url).bearer_auth(&self.api_key).send().await {
                 if let Ok(body) = response.json::<Value>().await {
                     if ready(&body) {
                         return body;

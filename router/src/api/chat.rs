@@ -1,14 +1,19 @@
 //! The chat and models endpoints, written once for every dialect.
+//!
+//! A chat has one deadline from its body to its last event (`--request-timeout-secs`), whatever
+//! happens in between (retries, tool rounds, a slow worker): a non-streaming answer past it is a
+//! 504, a stream past it ends with an error event, and either way the worker is told to stop.
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use warp::reply::Response;
 
 use super::respond::{error_response, json_response, with_worker};
-use super::sse;
+use super::sse::{self, StreamLimits};
 use super::state::AppState;
 use crate::dialect::Dialect;
-use crate::error::ApiError;
+use crate::error::{ApiError, Fault};
 use crate::generation::{self, source::EventSource as _};
 
 /// `POST .../chat/completions` (OpenAI) or `.../messages` (Anthropic): JSON or SSE.
@@ -19,17 +24,42 @@ pub async fn chat<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Response {
     }
 }
 
+fn past_deadline(state: &AppState) -> ApiError {
+    ApiError::new(
+        Fault::Timeout,
+        format!(
+            "the request did not finish within {}s",
+            state.edge.request_timeout.as_secs()
+        ),
+    )
+}
+
 async fn answer<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + state.edge.request_timeout;
     let call = D::parse_chat(body)?;
     let mesh = call.mesh_tools.as_ref();
     if call.stream {
-        let generation = generation::start(&state.generator, call.request, mesh).await?;
+        let generation = tokio::time::timeout_at(
+            deadline,
+            generation::start(&state.generator, call.request, mesh),
+        )
+        .await
+        .map_err(|_| past_deadline(state))??;
         let worker = generation.worker().to_string();
         let renderer = D::stream_renderer(call.options, generation.model());
-        let response = sse::respond(generation, renderer, state.streams_deadline.clone());
+        let limits = StreamLimits {
+            deadline,
+            write_timeout: state.edge.timeouts.write,
+        };
+        let response = sse::respond(generation, renderer, state.streams_deadline.clone(), limits);
         return Ok(with_worker(response, &worker));
     }
-    let (completion, worker) = generation::complete(&state.generator, call.request, mesh).await?;
+    let (completion, worker) = tokio::time::timeout_at(
+        deadline,
+        generation::complete(&state.generator, call.request, mesh),
+    )
+    .await
+    .map_err(|_| past_deadline(state))??;
     let body = D::render_completion(&call.options, &completion);
     Ok(with_worker(json_response(200, &body), &worker))
 }

@@ -12,6 +12,8 @@ use crate::keys::Scope;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// The OpenAPI description of the API (for clients and schema-driven fuzzers).
+    OpenApi,
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
@@ -32,7 +34,7 @@ impl Route {
     /// The scope of key the route needs; `None` for routes open to all.
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Route::Health => None,
+            Route::Health | Route::OpenApi => None,
             Route::AdminWorkers
             | Route::AdminWorkerRevoke(_)
             | Route::AdminTokens
@@ -59,6 +61,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.trim_end_matches('/');
     let (route, allowed) = if path == "/health" {
         (Some(Route::Health), Method::GET)
+    } else if path == "/openapi.json" {
+        (Some(Route::OpenApi), Method::GET)
     } else if let Some(rest) = path
         .strip_prefix("/api/openai")
         .or_else(|| path.starts_with("/v1").then_some(path))
@@ -155,6 +159,7 @@ mod tests {
     fn routes_and_aliases() {
         let ok = [
             (Method::GET, "/health", Route::Health),
+            (Method::GET, "/openapi.json", Route::OpenApi),
             (
                 Method::POST,
                 "/api/openai/chat/completions",

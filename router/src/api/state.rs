@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::admin::Admin;
 use super::auth::Authenticator;
+use super::body::BodyBudget;
+use super::edge::EdgeConfig;
 use crate::generation::Generator;
 use crate::registry::Registry;
 
@@ -22,6 +24,10 @@ pub struct AppState {
     shutting_down: AtomicBool,
     /// Cancelled when the shutdown deadline passes: open streams end with an error event.
     pub streams_deadline: CancellationToken,
+    /// Timeouts, caps and body limits of the HTTP edge.
+    pub edge: EdgeConfig,
+    /// The bytes of request bodies held now, against `edge.body_budget_bytes`.
+    pub bodies: BodyBudget,
 }
 
 impl AppState {
@@ -39,7 +45,16 @@ impl AppState {
             gossip_stats: Arc::default(),
             shutting_down: AtomicBool::new(false),
             streams_deadline: CancellationToken::new(),
+            edge: EdgeConfig::default(),
+            bodies: BodyBudget::new(EdgeConfig::default().body_budget_bytes),
         }
+    }
+
+    /// Sets the edge's limits (the defaults otherwise).
+    pub fn with_edge(mut self, edge: EdgeConfig) -> Self {
+        self.bodies = BodyBudget::new(edge.body_budget_bytes);
+        self.edge = edge;
+        self
     }
 
     pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {

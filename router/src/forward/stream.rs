@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auxot_common::chat::ChatEvent;
+use auxot_common::completion::check_event;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::node::WorkerAdvert;
 use auxot_common::wire::WireReply;
@@ -31,6 +32,8 @@ pub struct ChatStream {
     lost: bool,
     registry: Arc<Registry>,
     advert: WorkerAdvert,
+    /// Longest silence between two events.
+    stall: Duration,
     _in_flight: InFlightGuard,
 }
 
@@ -51,8 +54,14 @@ impl ChatStream {
             lost: false,
             registry,
             advert,
+            stall: STALL_TIMEOUT,
             _in_flight: in_flight,
         }
+    }
+
+    pub(super) fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     pub(super) fn replies(&mut self) -> &mut dyn ReplyStream {
@@ -78,29 +87,31 @@ impl ChatStream {
         if self.finished {
             return None;
         }
-        let event = match next_reply(&mut *self.replies, Instant::now() + STALL_TIMEOUT).await {
-            Reply::Frame(WireReply::Event(event)) => event,
+        let event = match next_reply(&mut *self.replies, Instant::now() + self.stall).await {
+            Reply::Frame(WireReply::Event(event)) => match check_event(&event) {
+                Ok(()) => event,
+                Err(why) => self.lose(&format!("it sent {why}")),
+            },
             Reply::Frame(WireReply::Error(error)) => ChatEvent::Error(error),
-            Reply::Frame(other) => ChatEvent::Error(RemoteError::internal(format!(
-                "worker {} sent an unexpected reply: {other:?}",
-                self.worker
-            ))),
+            Reply::Frame(_) => self.lose("it sent a reply out of protocol"),
             Reply::Finished => self.lose("closed the stream before finishing"),
             Reply::Broken(why) => self.lose(&why),
-            Reply::TimedOut => self.lose(&format!("no event for {STALL_TIMEOUT:?}")),
+            Reply::TimedOut => self.lose(&format!("no event for {:?}", self.stall)),
         };
         self.note(&event);
         Some(event)
     }
 
-    /// Whether the worker vanished mid-generation; the generation can be redone elsewhere if
-    /// nothing reached the client yet.
+    /// Whether the worker vanished or misbehaved mid-generation; the generation can be redone
+    /// elsewhere if nothing reached the client yet.
     pub fn worker_lost(&self) -> bool {
         self.lost
     }
 
     fn lose(&mut self, why: &str) -> ChatEvent {
         self.lost = true;
+        // Whatever it still sends is not wanted.
+        self.replies.cancel();
         self.registry.mark_failed(&self.advert);
         ChatEvent::Error(RemoteError::new(
             ErrorKind::Upstream,

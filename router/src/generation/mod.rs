@@ -114,12 +114,14 @@ pub async fn complete(
     if !mesh.is_empty() {
         let mut generation = begin(generator, request, mesh).await?;
         let worker = generation.worker().to_string();
-        return Ok((collect(&mut generation).await?, worker));
+        let completion = collect(&mut generation, &worker).await?;
+        return Ok((completion, worker));
     }
     let request = &request;
     let done = retry(1 + MAX_REDOS, &HashSet::new(), |tried| async move {
         let mut stream = generator.forwarder.chat_excluding(request, &tried).await?;
-        let outcome = match collect(&mut stream).await {
+        let worker = stream.worker.clone();
+        let outcome = match collect(&mut stream, &worker).await {
             Ok(completion) => Attempt::Done((completion, stream.worker.clone())),
             Err(error) if stream.worker_lost() => {
                 debug!(worker = %stream.worker, "worker lost mid-generation; redoing the request elsewhere");
@@ -136,11 +138,21 @@ pub async fn complete(
     Ok(done)
 }
 
-/// Collects a whole generation; an error event or a stream that ends early is an error.
-pub async fn collect(source: &mut impl EventSource) -> Result<Completion, RemoteError> {
+/// Collects a whole generation served by `worker`; an error event, a stream that ends early or
+/// an answer past the collecting limits is an error.
+pub async fn collect(
+    source: &mut impl EventSource,
+    worker: &str,
+) -> Result<Completion, RemoteError> {
     let mut completion = Completion::new(source.model().to_string());
     while let Some(event) = source.next().await {
-        completion.apply(&event);
+        // Dropping the source on the way out tells the worker to stop.
+        completion.apply(&event).map_err(|why| {
+            RemoteError::new(
+                ErrorKind::Upstream,
+                format!("worker {worker} sent {why} for one answer"),
+            )
+        })?;
     }
     if let Some(error) = completion.error.take() {
         return Err(error);

@@ -214,7 +214,17 @@ impl ToolLoop {
 
     /// Handles one event of the current round.
     async fn on_event(&mut self, event: ChatEvent) {
-        self.round.apply(&event);
+        if let Err(why) = self.round.apply(&event) {
+            // The round's answer is held to replay it: it must stay within the limits.
+            self.current = None;
+            self.ready
+                .push_back(ChatEvent::Error(auxot_common::error::RemoteError::new(
+                    auxot_common::error::ErrorKind::Upstream,
+                    format!("a tool round's answer held {why}"),
+                )));
+            self.done = true;
+            return;
+        }
         match event {
             // The first round's prompt count opens the stream; totals come at the end.
             ChatEvent::PromptTokens { .. } => {

@@ -119,7 +119,11 @@ fn ms(d: Duration) -> f64 {
 
 async fn health(cluster: &Cluster, router: usize) -> Value {
     let url = format!("{}/health", cluster.router_url(router));
-    match reqwest::get(url).await {
+    // With the key, `/health` details the workers.
+    let request = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&cluster.api_key);
+    match request.send().await {
         Ok(response) => response.json().await.unwrap_or_default(),
         Err(_) => Value::Null,
     }

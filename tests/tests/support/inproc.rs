@@ -138,7 +138,10 @@ impl InProcessCluster {
 
     /// Router `index`'s `/health`.
     pub async fn health(&self, index: usize) -> Value {
-        reqwest::get(format!("{}/health", self.router_url(index)))
+        reqwest::Client::new()
+            .get(format!("{}/health", self.router_url(index)))
+            .bearer_auth(&self.api_key)
+            .send()
             .await
             .expect("health")
             .json()
