@@ -12,7 +12,7 @@
 //! - [`forward`]: candidates, admission, the transport to workers, retries;
 //! - [`registry`] and [`routing`]: the workers gossip reports, and which one gets a request.
 //!
-//! [`error`], [`keys`], [`store`] and [`ids`] are leaves used from several layers.
+//! [`error`], [`keys`], [`store`], [`ids`] and [`metrics`] are leaves used from several layers.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -27,6 +27,7 @@ pub mod forward;
 pub mod generation;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod registry;
 pub mod routing;
 pub mod server;

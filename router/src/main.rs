@@ -31,7 +31,8 @@ fn print_setup(out: &store::SetupOutput, data_dir: &std::path::Path, json: bool)
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let listeners =
-        auxot_router::Listeners::bind(args.http_addr, args.gossip_addr, args.quic_addr)?;
+        auxot_router::Listeners::bind(args.http_addr, args.gossip_addr, args.quic_addr)?
+            .with_metrics(args.metrics_addr)?;
     let router = auxot_router::start(&args, listeners).await?;
     auxot_common::signal::stop_signal().await;
     tokio::select! {
@@ -74,8 +75,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    auxot_common::logging::init();
-    match run(cli::Cli::parse()).await {
+    let cli = cli::Cli::parse();
+    auxot_common::logging::init(cli.log_format);
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("auxot-router: {err:#}");

@@ -24,6 +24,7 @@ use crate::forward::transport::QuicTransport;
 use crate::forward::Forwarder;
 use crate::generation::images::FetchPolicy;
 use crate::generation::Generator;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store;
 
@@ -33,6 +34,8 @@ pub struct Listeners {
     pub http: std::net::TcpListener,
     pub gossip: std::net::UdpSocket,
     pub quic: std::net::UdpSocket,
+    /// `/metrics` and `/health` without keys, for operators (`--metrics-addr`).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -45,7 +48,19 @@ impl Listeners {
                 .with_context(|| format!("binding the gossip address {gossip}/udp"))?,
             quic: std::net::UdpSocket::bind(quic)
                 .with_context(|| format!("binding the QUIC address {quic}/udp"))?,
+            metrics: None,
         })
+    }
+
+    /// Also binds the operators' metrics address, when there is one.
+    pub fn with_metrics(mut self, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+        if let Some(addr) = metrics {
+            self.metrics = Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            );
+        }
+        Ok(self)
     }
 }
 
@@ -54,8 +69,11 @@ pub struct RouterHandle {
     node_id: String,
     http_addr: SocketAddr,
     gossip_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<AppState>,
     server: JoinHandle<()>,
+    /// Serves `--metrics-addr` until the router has shut down.
+    admin: Option<JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
     gossip: Gossip,
     endpoint: QuicEndpoint,
@@ -77,6 +95,11 @@ impl RouterHandle {
         self.gossip_addr
     }
 
+    /// Where `/metrics` is served without a key, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Stops accepting, lets open requests finish within the shutdown timeout (then ends open
     /// streams with an error event), and leaves the cluster.
     pub async fn shutdown(self) {
@@ -96,15 +119,23 @@ impl RouterHandle {
         self.gossip.shutdown();
         self.endpoint.close();
         tokio::time::sleep(DEFAULT_GOSSIP_INTERVAL).await;
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
     }
 }
 
-/// Keeps `registry` in step with gossip until the gossip handle goes away.
-async fn follow_gossip(gossip: &Gossip, registry: Arc<Registry>) {
+/// Keeps `registry` (and the member count in `metrics`) in step with gossip until the gossip
+/// handle goes away.
+async fn follow_gossip(gossip: &Gossip, registry: Arc<Registry>, metrics: Arc<Metrics>) {
     let mut nodes = gossip.live_nodes().await;
     tokio::spawn(async move {
         loop {
-            let workers = workers_in(&nodes.borrow_and_update());
+            let workers = {
+                let nodes = nodes.borrow_and_update();
+                metrics.gossip_members(nodes.len());
+                workers_in(&nodes)
+            };
             registry.update(workers);
             if nodes.changed().await.is_err() {
                 return;
@@ -157,7 +188,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
     .context("joining the gossip cluster")?;
 
     let registry = Arc::new(Registry::new());
-    follow_gossip(&gossip, registry.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    follow_gossip(&gossip, registry.clone(), metrics.clone()).await;
     let limits = AdmissionLimits {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         max_queued: args.max_queued,
@@ -177,7 +209,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
             allow_private: args.allow_private_image_urls,
         },
     )
-    .with_mesh_tools(args.mesh_tools, args.max_tool_rounds);
+    .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
+    .with_metrics(metrics);
     let state = Arc::new(
         AppState::new(
             node_id.clone(),
@@ -194,6 +227,22 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         "router serving"
     );
 
+    let (metrics_addr, admin) = match listeners.metrics {
+        Some(listener) => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let addr = listener.local_addr()?;
+            info!(metrics = %addr, "serving /metrics and /health without keys");
+            // Stopped at the end of `shutdown`: a draining router can still be scraped.
+            let admin = tokio::spawn(api::serve_admin(
+                listener,
+                state.clone(),
+                std::future::pending(),
+            ));
+            (Some(addr), Some(admin))
+        }
+        None => (None, None),
+    };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state.clone(), async move {
         let _ = stop_rx.await;
@@ -202,6 +251,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         node_id,
         http_addr,
         gossip_addr: gossip_advertise,
+        metrics_addr,
+        admin,
         state,
         server,
         stop,

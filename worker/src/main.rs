@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    auxot_common::logging::init();
     let cli = Cli::parse();
+    auxot_common::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Join(args) => join(args).await,
     };

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin;
 use crate::advertise::{self, Advertiser, Offer};
 use crate::config::{Listeners, WorkerConfig};
 use crate::loading;
@@ -52,6 +53,9 @@ pub struct WorkerHandle {
     background: JoinHandle<()>,
     /// Accepts QUIC connections.
     server: JoinHandle<()>,
+    /// Where `/metrics` and `/health` are served, if anywhere, and the task serving them.
+    metrics_addr: Option<SocketAddr>,
+    admin: Option<JoinHandle<()>>,
 }
 
 /// Starts a worker on `listeners`: checks the configuration, loads the tools, joins the cluster
@@ -110,6 +114,7 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
 
     let state = Arc::new(WorkerState::new(node_id.clone(), tools));
     let server = tokio::spawn(server::serve(endpoint.clone(), state.clone()));
+    let (metrics_addr, admin) = admin::start(listeners.metrics, &state)?;
     let (phase_tx, phase) = watch::channel(Phase::Loading);
     let background = tokio::spawn(bring_up(
         config,
@@ -128,6 +133,8 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
         phase,
         background,
         server,
+        metrics_addr,
+        admin,
     })
 }
 
@@ -139,9 +146,10 @@ async fn bring_up(
     tools: Vec<ToolInfo>,
     phase: watch::Sender<Phase>,
 ) {
-    let engine = match loading::load_engine(&config).await {
+    let engine = match loading::load_engine(&config, &state.metrics).await {
         Ok(engine) => engine,
         Err(err) => {
+            state.mark_failed();
             warn!("loading failed: {err:#}");
             phase.send_replace(Phase::Failed(format!("{err:#}")));
             return;
@@ -178,6 +186,11 @@ impl WorkerHandle {
     /// The address the gossip socket is bound to (what other nodes give as a seed).
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
+    }
+
+    /// Where `/metrics` and `/health` are served (`--metrics-addr`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Requests being served now.
@@ -232,6 +245,9 @@ impl WorkerHandle {
         self.endpoint.close();
         self.endpoint.inner().wait_idle().await;
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
     }
 }
 
@@ -241,6 +257,9 @@ impl Drop for WorkerHandle {
     fn drop(&mut self) {
         self.background.abort();
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
         self.advertiser.leave();
         self.endpoint.close();
     }

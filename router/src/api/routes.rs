@@ -11,6 +11,8 @@ use crate::error::{ApiError, DialectKind, Fault};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// Prometheus metrics (on the API port it needs a key; see `--metrics-addr`).
+    Metrics,
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
@@ -25,6 +27,21 @@ pub enum Route {
 impl Route {
     pub fn needs_auth(&self) -> bool {
         !matches!(self, Route::Health)
+    }
+
+    /// The route's name in logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::OpenAiModels | Route::OpenAiModel(_) => "openai_models",
+            Route::OpenAiChat => "openai_chat",
+            Route::AnthropicMessages => "anthropic_messages",
+            Route::AnthropicCountTokens => "anthropic_count_tokens",
+            Route::AnthropicModels | Route::AnthropicModel(_) => "anthropic_models",
+            Route::ToolsList => "tools_list",
+            Route::ToolsExecute => "tools_execute",
+        }
     }
 }
 
@@ -44,6 +61,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.trim_end_matches('/');
     let (route, allowed) = if path == "/health" {
         (Some(Route::Health), Method::GET)
+    } else if path == "/metrics" {
+        (Some(Route::Metrics), Method::GET)
     } else if let Some(rest) = path
         .strip_prefix("/api/openai")
         .or_else(|| path.starts_with("/v1").then_some(path))
@@ -121,6 +140,7 @@ mod tests {
     fn routes_and_aliases() {
         let ok = [
             (Method::GET, "/health", Route::Health),
+            (Method::GET, "/metrics", Route::Metrics),
             (
                 Method::POST,
                 "/api/openai/chat/completions",

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::Authenticator;
 use crate::generation::Generator;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 pub struct AppState {
@@ -37,6 +38,11 @@ impl AppState {
     pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {
         self.gossip_stats = stats;
         self
+    }
+
+    /// This router's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.generator.metrics
     }
 
     /// The workers this router sees.

@@ -55,6 +55,11 @@ impl Admission {
         }
     }
 
+    /// Requests waiting for capacity now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Chooses an untried worker for `request` without waiting: the policy's choice among those
     /// with room, or among all when every one is full. `None` when none is left to try.
     pub fn pick(

@@ -93,6 +93,11 @@ impl Forwarder {
         &self.registry
     }
 
+    /// Requests waiting for a worker with room now.
+    pub fn queued(&self) -> usize {
+        self.admission.queued()
+    }
+
     /// Whether some ready worker could serve `request` (model, images), without choosing one.
     pub fn preflight(&self, request: &ChatRequest) -> Result<(), ForwardError> {
         candidates::for_chat(&self.registry, request, &HashSet::new()).map(|_| ())
@@ -112,6 +117,7 @@ impl Forwarder {
         let frame = encode(&WireRequest::Chat(request.clone()))?;
         let frame = &frame;
         retry(MAX_ATTEMPTS, exclude, |tried| async move {
+            let asked = std::time::Instant::now();
             let admitted = self
                 .admission
                 .admit(&self.registry, &*self.policy, request, &tried)
@@ -119,9 +125,18 @@ impl Forwarder {
             let Some(worker) = admitted else {
                 return Ok(Step::NoCandidate);
             };
+            let queued = asked.elapsed();
+            let outcome = match self.try_chat(&worker, request, frame).await {
+                Attempt::Done(mut stream) => {
+                    stream.trace.queued = queued;
+                    stream.trace.failovers = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+                    Attempt::Done(stream)
+                }
+                other => other,
+            };
             Ok(Step::Tried {
                 worker: worker.advert.node_id.clone(),
-                outcome: self.try_chat(&worker, request, frame).await,
+                outcome,
             })
         })
         .await
@@ -183,6 +198,7 @@ impl Forwarder {
                     return Attempt::from_error(error);
                 }
                 Reply::Frame(WireReply::Event(event)) => {
+                    stream.trace.first_output_at = Some(std::time::Instant::now());
                     stream.push_pending(event);
                     return Attempt::Done(stream);
                 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::generator::Generator;
 use crate::error::ApiError;
 use crate::forward::candidates;
+use crate::forward::error::ForwardError;
 use crate::forward::retry::{retry, Attempt, Step};
 use crate::registry::Registry;
 
@@ -88,6 +89,7 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
     let call = &ToolCallRequest {
         tool: name.to_string(),
         input,
+        request_id: Some(crate::ids::request_id()),
     };
     // The tool is in the catalog, so some worker has it: the loop only ends without a result
     // when every one it tried failed, and then reports the last failure.
@@ -118,8 +120,14 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
             outcome,
         })
     })
-    .await?;
-    Ok(result)
+    .await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ForwardError::Remote(error)) => error.kind.as_str(),
+        Err(_) => "error",
+    };
+    generator.metrics.tool_called(name, outcome);
+    Ok(result?)
 }
 
 #[cfg(test)]
