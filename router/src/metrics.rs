@@ -64,6 +64,8 @@ pub struct RequestOutcome<'a> {
     pub status: u16,
     /// A stream that started (status 200) and then ended with an error event.
     pub stream_failed: bool,
+    /// A worker took the request (the generation series cover only those).
+    pub served: bool,
     /// Arrival to the end of the response.
     pub duration: Duration,
     /// Arrival to the first generated output, for generations.
@@ -347,10 +349,10 @@ impl Metrics {
                 .with_label_values(&[route])
                 .observe(secs(overhead));
         }
-        // The GenAI series cover generations: chat routes that reached a worker.
-        let Some(ttft) = outcome.time_to_first_token else {
+        // The GenAI series cover generations: chat requests a worker took.
+        if !outcome.served {
             return;
-        };
+        }
         let error_type = if outcome.stream_failed {
             "stream_error"
         } else if outcome.status >= 400 {
@@ -361,9 +363,11 @@ impl Metrics {
         self.duration
             .with_label_values(&[CHAT, model, error_type])
             .observe(secs(outcome.duration));
-        self.ttft
-            .with_label_values(&[CHAT, model])
-            .observe(secs(ttft));
+        if let Some(ttft) = outcome.time_to_first_token {
+            self.ttft
+                .with_label_values(&[CHAT, model])
+                .observe(secs(ttft));
+        }
         if let Some(tpot) = outcome.time_per_output_token {
             self.tpot
                 .with_label_values(&[CHAT, model])
@@ -495,6 +499,7 @@ mod tests {
             completion_tokens: Some(41),
             overhead: Some(Duration::from_micros(300)),
             failovers: 1,
+            served: true,
             ..Default::default()
         });
         let text = metrics.render(&ClusterView {

@@ -202,6 +202,7 @@ impl Inner {
             model: &self.model,
             status: self.status,
             stream_failed: self.stream_failed,
+            served: self.worker.is_some(),
             duration,
             time_to_first_token: ttft,
             time_per_output_token: tpot,
