@@ -101,8 +101,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:7946", env = "AUXOT_GOSSIP_ADDR")]
     pub gossip_addr: SocketAddr,
 
-    /// Address serving /metrics and /health without an API key, for Prometheus and probes (keep
-    /// it private); without it /metrics is on the API port and wants a key.
+    /// Private address serving /metrics and /health without a key (else /metrics wants one).
     #[arg(long, env = "AUXOT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 

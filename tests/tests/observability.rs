@@ -87,15 +87,11 @@ async fn requests_are_traced_and_measured_on_router_and_worker() {
     cluster.wait_workers(0, 1).await;
     let client = reqwest::Client::new();
 
-    let chats = [("openai_chat", "200")];
+    let chat_labels = [("route", "openai_chat"), ("status", "200")];
     let ttft = "gen_ai_server_time_to_first_token_seconds_count";
     let before = scrape(router_metrics).await;
     let worker_before = scrape(worker_metrics).await;
-    let requests_before = sample(
-        &before,
-        "auxot_router_requests_total",
-        &[("route", chats[0].0), ("status", chats[0].1)],
-    );
+    let requests_before = sample(&before, "auxot_router_requests_total", &chat_labels);
 
     // A chat with the caller's own id, and a streamed one that gets a new id.
     let response = cluster
@@ -144,11 +140,7 @@ async fn requests_are_traced_and_measured_on_router_and_worker() {
 
     // The counters and the time-to-first-token histograms moved, on both sides.
     let after = scrape(router_metrics).await;
-    let requests_after = sample(
-        &after,
-        "auxot_router_requests_total",
-        &[("route", chats[0].0), ("status", chats[0].1)],
-    );
+    let requests_after = sample(&after, "auxot_router_requests_total", &chat_labels);
     assert_eq!(requests_after - requests_before, 2.0);
     assert_eq!(sample(&after, ttft, &[]) - sample(&before, ttft, &[]), 2.0);
     assert!(

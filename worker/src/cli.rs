@@ -134,8 +134,7 @@ pub struct JoinArgs {
     #[arg(long, env = "AUXOT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
-    /// TCP address serving /metrics (Prometheus) and /health (200 once ready) for operators;
-    /// off unless set (keep it private).
+    /// Private TCP address serving /metrics and /health (200 once ready); off unless set.
     #[arg(long, env = "AUXOT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
