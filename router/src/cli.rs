@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use auxot_common::logging::LogFormat;
+
 use crate::routing::PolicyKind;
 
 #[derive(Debug, Parser)]
@@ -18,6 +20,16 @@ use crate::routing::PolicyKind;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "AUXOT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +194,10 @@ pub struct ServeArgs {
     /// TCP.
     #[arg(long, default_value = "0.0.0.0:7946", env = "AUXOT_GOSSIP_ADDR")]
     pub gossip_addr: SocketAddr,
+
+    /// Private address serving /metrics and /health without a key (else /metrics wants one).
+    #[arg(long, env = "AUXOT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Local UDP address for QUIC connections to workers (port 0 picks a free one).
     #[arg(long, default_value = "0.0.0.0:0", env = "AUXOT_QUIC_ADDR")]

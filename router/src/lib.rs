@@ -15,7 +15,7 @@
 //! Beside the request path: [`server`] (a router's life), [`membership`] (gossip state checked
 //! against the cluster's certificates), [`enroll`] (issuing workers' certificates), [`records`]
 //! (join tokens and revocations replicated between routers), [`client`] (the CLI's admin calls).
-//! [`error`], [`limits`], [`keys`], [`store`], [`files`] and [`ids`] are leaves used from several layers.
+//! [`error`], [`limits`], [`keys`], [`store`], [`files`], [`ids`] and [`metrics`] are leaves used from several layers.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -35,6 +35,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod membership;
+pub mod metrics;
 pub mod records;
 pub mod registry;
 pub mod routing;

@@ -49,6 +49,19 @@ fn print_json(value: &Value) {
     );
 }
 
+async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let listeners =
+        auxot_router::Listeners::bind(args.http_addr, args.gossip_addr, args.quic_addr)?
+            .with_metrics(args.metrics_addr)?;
+    let router = auxot_router::start(&args, listeners).await?;
+    auxot_common::signal::stop_signal().await;
+    tokio::select! {
+        _ = router.shutdown() => {}
+        _ = auxot_common::signal::stop_signal() => tracing::warn!("second signal: stopping now"),
+    }
+    Ok(())
+}
+
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup(args) => {
@@ -68,22 +81,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => {
-            let listeners =
-                auxot_router::Listeners::bind(args.http_addr, args.gossip_addr, args.quic_addr)?;
-            let router = auxot_router::start(&args, listeners).await?;
-            auxot_common::signal::stop_signal().await;
-            tokio::select! {
-                _ = router.shutdown() => {}
-                _ = auxot_common::signal::stop_signal() => tracing::warn!("second signal: stopping now"),
-            }
-            Ok(())
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Keys(KeysCommand::Create { data, name, admin }) => {
             let scope = if admin { Scope::Admin } else { Scope::Api };
             let key = store::add_key(&data.data_dir, &name, scope)?;
             println!("{key}");
-            eprintln!("(shown once; running routers pick it up when restarted)");
+            eprintln!("(shown once; running routers pick it up within --keys-reload-secs)");
             Ok(())
         }
         Command::Keys(KeysCommand::List { data }) => {
@@ -170,8 +173,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    auxot_common::logging::init();
-    match run(cli::Cli::parse()).await {
+    let cli = cli::Cli::parse();
+    auxot_common::logging::init(cli.log_format);
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("auxot-router: {err:#}");

@@ -30,6 +30,7 @@ use crate::forward::{ForwardTimeouts, Forwarder};
 use crate::generation::images::FetchPolicy;
 use crate::generation::Generator;
 use crate::membership::{Membership, SharedView};
+use crate::metrics::Metrics;
 use crate::records::replication::{PeerRouter, Replicator};
 use crate::records::Records;
 use crate::registry::Registry;
@@ -46,6 +47,8 @@ pub struct Listeners {
     pub quic: std::net::UdpSocket,
     /// Enrollment (TCP, by default on the gossip port number).
     pub enroll: std::net::TcpListener,
+    /// `/metrics` and `/health` without keys, for operators (`--metrics-addr`).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -63,7 +66,19 @@ impl Listeners {
                 .with_context(|| format!("binding the QUIC address {quic}/udp"))?,
             enroll: std::net::TcpListener::bind(enroll)
                 .with_context(|| format!("binding the enrollment address {enroll}/tcp"))?,
+            metrics: None,
         })
+    }
+
+    /// Also binds the operators' metrics address, when there is one.
+    pub fn with_metrics(mut self, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+        if let Some(addr) = metrics {
+            self.metrics = Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            );
+        }
+        Ok(self)
     }
 }
 
@@ -72,9 +87,12 @@ pub struct RouterHandle {
     node_id: String,
     http_addr: SocketAddr,
     gossip_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<AppState>,
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Serves `--metrics-addr` until the router has shut down.
+    metrics_server: Option<JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
     gossip: Arc<Gossip>,
     endpoint: QuicEndpoint,
@@ -94,6 +112,11 @@ impl RouterHandle {
     /// The gossip address other nodes join (and workers enroll) through.
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
+    }
+
+    /// Where `/metrics` is served without a key, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops accepting, lets open requests finish within the shutdown timeout (then ends open
@@ -118,6 +141,9 @@ impl RouterHandle {
         self.gossip.shutdown();
         self.endpoint.close();
         tokio::time::sleep(DEFAULT_GOSSIP_INTERVAL).await;
+        if let Some(server) = self.metrics_server {
+            server.abort();
+        }
     }
 }
 
@@ -158,6 +184,7 @@ struct Follower {
     registry: Arc<Registry>,
     view: SharedView,
     owners: Owners,
+    metrics: Arc<Metrics>,
 }
 
 impl Follower {
@@ -171,6 +198,7 @@ impl Follower {
             {
                 let snapshot = nodes.borrow_and_update();
                 records.borrow_and_update();
+                self.metrics.gossip_members(snapshot.len());
                 let view = self.membership.view(&snapshot);
                 let peers: Vec<PeerRouter<'_>> = view
                     .routers
@@ -334,6 +362,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
     );
 
     let registry = Arc::new(Registry::new());
+    let metrics = Arc::new(Metrics::new());
     let view: SharedView = Arc::default();
     let owners: Owners = Arc::default();
     let replicator = Arc::new(Replicator::new(records.clone()));
@@ -355,6 +384,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
                 registry: registry.clone(),
                 view: view.clone(),
                 owners,
+                metrics: metrics.clone(),
             }
             .run(),
         ),
@@ -401,7 +431,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
             allow_private: args.allow_private_image_urls,
         },
     )
-    .with_mesh_tools(args.mesh_tools, args.max_tool_rounds);
+    .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
+    .with_metrics(metrics);
     let admin = Admin {
         ca: ca.clone(),
         records,
@@ -431,6 +462,22 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         "router serving"
     );
 
+    let (metrics_addr, metrics_server) = match listeners.metrics {
+        Some(listener) => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let addr = listener.local_addr()?;
+            info!(metrics = %addr, "serving /metrics and /health without keys");
+            // Stopped at the end of `shutdown`: a draining router can still be scraped.
+            let server = tokio::spawn(api::serve_admin(
+                listener,
+                state.clone(),
+                std::future::pending(),
+            ));
+            (Some(addr), Some(server))
+        }
+        None => (None, None),
+    };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state.clone(), async move {
         let _ = stop_rx.await;
@@ -439,6 +486,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         node_id,
         http_addr,
         gossip_addr: gossip_advertise,
+        metrics_addr,
+        metrics_server,
         state,
         server,
         background,

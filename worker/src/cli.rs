@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
@@ -27,6 +28,16 @@ use crate::config::{
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "AUXOT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +135,10 @@ pub struct JoinArgs {
     #[arg(long, env = "AUXOT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
+    /// Private TCP address serving /metrics and /health (200 once ready); off unless set.
+    #[arg(long, env = "AUXOT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Node id, unique in the cluster (default: worker-<hostname>-<quic port>).
     #[arg(long, env = "AUXOT_NODE_NAME")]
     pub name: Option<String>,
@@ -153,9 +168,9 @@ impl JoinArgs {
         }
     }
 
-    /// Binds --quic-addr and --gossip-addr.
+    /// Binds --quic-addr, --gossip-addr and --metrics-addr.
     pub fn bind(&self) -> anyhow::Result<Listeners> {
-        Listeners::bind(self.quic_addr, self.gossip_addr)
+        Listeners::bind(self.quic_addr, self.gossip_addr)?.with_metrics(self.metrics_addr)
     }
 
     /// How long a stop signal lets in-flight requests finish.

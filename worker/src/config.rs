@@ -166,6 +166,8 @@ pub struct Listeners {
     pub quic: UdpSocket,
     /// Gossip.
     pub gossip: UdpSocket,
+    /// The operators' `/metrics` and `/health` (`--metrics-addr`), when asked for.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -180,7 +182,19 @@ impl Listeners {
         Ok(Listeners {
             quic: quic_socket,
             gossip: gossip_socket,
+            metrics: None,
         })
+    }
+
+    /// Also binds the operators' metrics address, when there is one.
+    pub fn with_metrics(mut self, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+        if let Some(addr) = metrics {
+            self.metrics = Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            );
+        }
+        Ok(self)
     }
 
     /// Both sockets on free loopback ports, for tests.

@@ -11,8 +11,9 @@ use clap::Parser as _;
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
-    auxot_common::logging::init();
-    let Command::Join(args) = Cli::parse().command;
+    let cli = Cli::parse();
+    auxot_common::logging::init(cli.log_format);
+    let Command::Join(args) = cli.command;
     let token = match args.join_token() {
         Ok(token) => token,
         Err(err) => return fail(&err),

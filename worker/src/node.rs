@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin;
 use crate::advertise::{self, Advertiser, Offer};
 use crate::config::{Listeners, WorkerConfig};
 use crate::enrollment::{self, Renewal};
@@ -56,6 +57,9 @@ pub struct WorkerHandle {
     server: JoinHandle<()>,
     /// Renews the certificate before it expires.
     renewal: JoinHandle<()>,
+    /// Where `/metrics` and `/health` are served, if anywhere, and the task serving them.
+    metrics_addr: Option<SocketAddr>,
+    admin: Option<JoinHandle<()>>,
 }
 
 /// Starts a worker on `listeners`: checks the configuration, loads the tools, joins the cluster
@@ -148,6 +152,7 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
 
     let state = Arc::new(WorkerState::new(node_id.clone(), tools));
     let server = tokio::spawn(server::serve(endpoint.clone(), state.clone()));
+    let (metrics_addr, admin) = admin::start(listeners.metrics, &state)?;
     let (phase_tx, phase) = watch::channel(Phase::Loading);
     let background = tokio::spawn(bring_up(
         config,
@@ -167,6 +172,8 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
         background,
         server,
         renewal,
+        metrics_addr,
+        admin,
     })
 }
 
@@ -178,9 +185,10 @@ async fn bring_up(
     tools: Vec<ToolInfo>,
     phase: watch::Sender<Phase>,
 ) {
-    let engine = match loading::load_engine(&config).await {
+    let engine = match loading::load_engine(&config, &state.metrics).await {
         Ok(engine) => engine,
         Err(err) => {
+            state.mark_failed();
             warn!("loading failed: {err:#}");
             phase.send_replace(Phase::Failed(format!("{err:#}")));
             return;
@@ -217,6 +225,11 @@ impl WorkerHandle {
     /// The address the gossip socket is bound to (what other nodes give as a seed).
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
+    }
+
+    /// Where `/metrics` and `/health` are served (`--metrics-addr`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Requests being served now.
@@ -272,6 +285,9 @@ impl WorkerHandle {
         self.endpoint.close();
         self.endpoint.inner().wait_idle().await;
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
     }
 }
 
@@ -282,6 +298,9 @@ impl Drop for WorkerHandle {
         self.background.abort();
         self.renewal.abort();
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
         self.advertiser.leave();
         self.endpoint.close();
     }

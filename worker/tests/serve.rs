@@ -242,6 +242,7 @@ async fn requests_it_cannot_serve_are_refused_before_any_work() {
         WireRequest::ExecuteTool(ToolCallRequest {
             tool: "web_fetch".into(),
             input: serde_json::json!({}),
+            request_id: None,
         }),
     )
     .await;

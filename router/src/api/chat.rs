@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
+use auxot_common::chat::AUTO_MODEL;
 use tokio::time::Instant;
 use warp::reply::Response;
 
+use super::record::RequestRecord;
 use super::respond::{error_response, json_response, with_worker};
 use super::sse::{self, StreamLimits};
 use super::state::AppState;
@@ -17,10 +19,19 @@ use crate::error::{ApiError, Fault};
 use crate::generation::{self, source::EventSource as _};
 
 /// `POST .../chat/completions` (OpenAI) or `.../messages` (Anthropic): JSON or SSE.
-pub async fn chat<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Response {
-    match answer::<D>(state, body).await {
+pub async fn chat<D: Dialect>(
+    state: &Arc<AppState>,
+    body: &[u8],
+    record: &mut RequestRecord,
+) -> Response {
+    match answer::<D>(state, body, record).await {
         Ok(response) => response,
-        Err(error) => error_response(D::KIND, &error),
+        Err(error) => {
+            record.unserved(|model| {
+                model == AUTO_MODEL || state.registry().models().iter().any(|m| m.id == model)
+            });
+            error_response(D::KIND, &error)
+        }
     }
 }
 
@@ -34,9 +45,15 @@ fn past_deadline(state: &AppState) -> ApiError {
     )
 }
 
-async fn answer<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Result<Response, ApiError> {
+async fn answer<D: Dialect>(
+    state: &Arc<AppState>,
+    body: &[u8],
+    record: &mut RequestRecord,
+) -> Result<Response, ApiError> {
     let deadline = Instant::now() + state.edge.request_timeout;
-    let call = D::parse_chat(body)?;
+    let mut call = D::parse_chat(body)?;
+    call.request.request_id = Some(record.id().to_string());
+    record.asked_for(&call.request.model, call.request.has_unresolved_images());
     let mesh = call.mesh_tools.as_ref();
     if call.stream {
         let generation = tokio::time::timeout_at(
@@ -46,22 +63,31 @@ async fn answer<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Result<Respon
         .await
         .map_err(|_| past_deadline(state))??;
         let worker = generation.worker().to_string();
+        record.served(&worker, generation.model(), generation.trace());
         let renderer = D::stream_renderer(call.options, generation.model());
         let limits = StreamLimits {
             deadline,
             write_timeout: state.edge.timeouts.write,
         };
-        let response = sse::respond(generation, renderer, state.streams_deadline.clone(), limits);
+        let response = sse::respond(
+            generation,
+            renderer,
+            state.streams_deadline.clone(),
+            limits,
+            record.detach(),
+        );
         return Ok(with_worker(response, &worker));
     }
-    let (completion, worker) = tokio::time::timeout_at(
+    let done = tokio::time::timeout_at(
         deadline,
         generation::complete(&state.generator, call.request, mesh),
     )
     .await
     .map_err(|_| past_deadline(state))??;
-    let body = D::render_completion(&call.options, &completion);
-    Ok(with_worker(json_response(200, &body), &worker))
+    record.served(&done.worker, &done.completion.model, done.trace);
+    record.usage(done.completion.usage);
+    let body = D::render_completion(&call.options, &done.completion);
+    Ok(with_worker(json_response(200, &body), &done.worker))
 }
 
 /// `GET .../models`.

@@ -8,14 +8,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
-use warp::http::HeaderMap;
+use tracing::Instrument as _;
+use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 use crate::dialect::anthropic::Anthropic;
 use crate::dialect::openai::OpenAi;
 use crate::error::{ApiError, Fault};
+use crate::ids;
+use crate::keys::Scope;
 
 pub mod admin;
 pub mod auth;
@@ -25,20 +29,27 @@ pub mod conn;
 pub mod count_tokens;
 pub mod edge;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
+pub mod record;
 pub mod respond;
 pub mod routes;
 pub mod sse;
 pub mod state;
 pub mod tools;
 
+use auth::AuthError;
 pub use edge::{serve, EdgeConfig};
+use record::RequestRecord;
 use respond::error_response;
 use routes::{dialect_of, route, Route};
 use state::AppState;
 
 /// The largest body an admin route reads (they take a few small fields).
 const ADMIN_BODY_BYTES: usize = 64 * 1024;
+
+/// The header that carries a request's id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The API key from `Authorization: Bearer` or `x-api-key`.
 fn api_key(headers: &HeaderMap) -> Option<&str> {
@@ -53,39 +64,98 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
-/// Answers one request from `client`.
+/// Answers one request from `client`: gives it an id (the caller's sane `x-request-id`, or a
+/// new one) that every log line of the request carries and the response returns in
+/// `x-request-id`, and records it when it ends ([`RequestRecord`]).
 pub async fn dispatch(
     state: Arc<AppState>,
     request: hyper::Request<Incoming>,
     client: SocketAddr,
 ) -> Response {
+    let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_string();
-    let dialect = dialect_of(&path);
-    match handle(&state, &parts.method, &path, &parts.headers, body, client).await {
-        Ok(response) => response,
-        Err(error) => error_response(dialect, &error),
+    let id = ids::request_id_from(
+        parts
+            .headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let span = tracing::info_span!("request", request_id = %id);
+    let scoped = id.clone();
+    let answer = async move {
+        let path = parts.uri.path().to_string();
+        let dialect = dialect_of(&path);
+        let route = route(&parts.method, &path);
+        let name = route.as_ref().map_or("unknown", Route::name);
+        let mut record = RequestRecord::start(state.metrics().clone(), id.clone(), name, arrived);
+        let request = Request {
+            headers: &parts.headers,
+            body,
+            client,
+        };
+        let mut response = match handle(&state, route, request, &mut record).await {
+            Ok(response) => response,
+            Err(error) => error_response(dialect, &error),
+        };
+        record.status(response.status().as_u16());
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    };
+    ids::with_request_id(scoped, answer).instrument(span).await
+}
+
+/// What [`handle`] needs of the HTTP request besides its route.
+struct Request<'a> {
+    headers: &'a HeaderMap,
+    body: Incoming,
+    client: SocketAddr,
+}
+
+/// The label of an authentication result in the metrics.
+fn auth_result(result: &Result<Scope, AuthError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(AuthError::Missing) => "missing",
+        Err(AuthError::Invalid) => "invalid",
+        Err(AuthError::Busy) => "busy",
     }
+}
+
+/// Checks the request's key, counting the result; what the key may do.
+async fn authenticate(
+    state: &AppState,
+    key: Option<&str>,
+    client: SocketAddr,
+) -> Result<Scope, ApiError> {
+    let checked = state.auth.check(key, client.ip()).await;
+    state.metrics().key_checked(auth_result(&checked));
+    Ok(checked?)
 }
 
 async fn handle(
     state: &Arc<AppState>,
-    method: &warp::http::Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: Incoming,
-    client: SocketAddr,
+    route: Result<Route, ApiError>,
+    request: Request<'_>,
+    record: &mut RequestRecord,
 ) -> Result<Response, ApiError> {
-    let route = route(method, path)?;
+    let route = route?;
+    let Request {
+        headers,
+        body,
+        client,
+    } = request;
     let key = api_key(headers);
     if let Some(needed) = route.scope() {
-        let scope = state.auth.check(key, client.ip()).await?;
+        let scope = authenticate(state, key, client).await?;
+        record.key(key.and_then(crate::keys::key_id));
         if scope != needed {
             return Err(ApiError::new(
                 Fault::Forbidden,
                 match needed {
-                    crate::keys::Scope::Admin => "this endpoint needs an admin key",
-                    crate::keys::Scope::Api => "admin keys manage the cluster; use an API key here",
+                    Scope::Admin => "this endpoint needs an admin key",
+                    Scope::Api => "admin keys manage the cluster; use an API key here",
                 },
             ));
         }
@@ -106,7 +176,10 @@ async fn handle(
                 max_bytes,
                 deadline: state.edge.body_timeout,
             };
-            Some(body::read_body(body, headers, limits, &state.bodies).await?)
+            let reading = Instant::now();
+            let body = body::read_body(body, headers, limits, &state.bodies).await?;
+            record.body_read(reading.elapsed());
+            Some(body)
         }
         None => None,
     };
@@ -116,18 +189,19 @@ async fn handle(
             // The details are for key holders; a key that is sent must be valid.
             let detailed = match key {
                 Some(_) => {
-                    state.auth.check(key, client.ip()).await?;
+                    authenticate(state, key, client).await?;
                     true
                 }
                 None => false,
             };
             health::health(state, detailed)
         }
+        Route::Metrics => metrics::metrics(state),
         Route::OpenApi => openapi::document(),
         Route::OpenAiModels => chat::models::<OpenAi>(state),
         Route::OpenAiModel(id) => chat::model::<OpenAi>(state, &id),
-        Route::OpenAiChat => chat::chat::<OpenAi>(state, bytes).await,
-        Route::AnthropicMessages => chat::chat::<Anthropic>(state, bytes).await,
+        Route::OpenAiChat => chat::chat::<OpenAi>(state, bytes, record).await,
+        Route::AnthropicMessages => chat::chat::<Anthropic>(state, bytes, record).await,
         Route::AnthropicCountTokens => count_tokens::count_tokens(state, bytes).await,
         Route::AnthropicModels => chat::models::<Anthropic>(state),
         Route::AnthropicModel(id) => chat::model::<Anthropic>(state, &id),
@@ -139,6 +213,32 @@ async fn handle(
         Route::AdminTokenCreate => admin::create_token(&state.admin, bytes),
         Route::AdminTokenRevoke(id) => admin::revoke_token(&state.admin, &id),
     })
+}
+
+/// Serves `/metrics` and `/health` (with details), without API keys, on the operators'
+/// listener (`--metrics-addr`), until `shutdown` resolves. Only GETs without bodies are
+/// answered; this port is for a private network.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use warp::Filter as _;
+    let filter = warp::get().and(warp::path::full()).map(move |path: warp::path::FullPath| {
+        match path.as_str().trim_end_matches('/') {
+            "/metrics" => metrics::metrics(&state),
+            "/health" => health::health(&state, true),
+            other => respond::json_response(
+                404,
+                &serde_json::json!({"error": format!("no such endpoint: {other} (this port serves /metrics and /health)")}),
+            ),
+        }
+    });
+    warp::serve(filter)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
 }
 
 #[cfg(test)]

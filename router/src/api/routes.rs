@@ -14,6 +14,8 @@ pub enum Route {
     Health,
     /// The OpenAPI description of the API (for clients and schema-driven fuzzers).
     OpenApi,
+    /// Prometheus metrics (on the API port it needs a key; see `--metrics-addr`).
+    Metrics,
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
@@ -43,6 +45,26 @@ impl Route {
             _ => Some(Scope::Api),
         }
     }
+
+    /// The route's name in logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::OpenAiModels | Route::OpenAiModel(_) => "openai_models",
+            Route::OpenAiChat => "openai_chat",
+            Route::AnthropicMessages => "anthropic_messages",
+            Route::AnthropicCountTokens => "anthropic_count_tokens",
+            Route::AnthropicModels | Route::AnthropicModel(_) => "anthropic_models",
+            Route::ToolsList => "tools_list",
+            Route::ToolsExecute => "tools_execute",
+            Route::OpenApi => "openapi",
+            Route::AdminWorkers | Route::AdminWorkerRevoke(_) => "admin_workers",
+            Route::AdminTokens | Route::AdminTokenCreate | Route::AdminTokenRevoke(_) => {
+                "admin_tokens"
+            }
+        }
+    }
 }
 
 /// The dialect a path belongs to, for errors even when the route is unknown.
@@ -63,6 +85,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (Some(Route::Health), Method::GET)
     } else if path == "/openapi.json" {
         (Some(Route::OpenApi), Method::GET)
+    } else if path == "/metrics" {
+        (Some(Route::Metrics), Method::GET)
     } else if let Some(rest) = path
         .strip_prefix("/api/openai")
         .or_else(|| path.starts_with("/v1").then_some(path))
@@ -160,6 +184,7 @@ mod tests {
         let ok = [
             (Method::GET, "/health", Route::Health),
             (Method::GET, "/openapi.json", Route::OpenApi),
+            (Method::GET, "/metrics", Route::Metrics),
             (
                 Method::POST,
                 "/api/openai/chat/completions",

@@ -22,11 +22,14 @@ use auxot_common::error::{ErrorKind, RemoteError};
 use futures::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use warp::reply::{Reply as _, Response};
 use warp::sse::Event;
 
+use super::record::RequestRecord;
 use crate::dialect::{SseFrame, StreamRenderer};
 use crate::generation::source::EventSource;
+use crate::ids;
 
 /// warp's event for a frame, written `data: <payload>` like the reference APIs.
 fn event(frame: SseFrame) -> Event {
@@ -56,19 +59,25 @@ async fn send(tx: &Sender<Event>, frame: SseFrame, timeout: Duration) -> bool {
 
 /// Streams `source` through `renderer` as the response. When `shutdown` is cancelled (the router
 /// is shutting down and its grace period is over) or the request's deadline passes, the stream
-/// ends with an error event.
+/// ends with an error event. The request's `record` is written when the stream ends; the
+/// stream's task runs in the request's span and with its id.
 pub fn respond(
     mut source: impl EventSource,
     mut renderer: impl StreamRenderer,
     shutdown: CancellationToken,
     limits: StreamLimits,
+    mut record: RequestRecord,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    tokio::spawn(async move {
+    let id = record.id().to_string();
+    let task = async move {
         loop {
             let next = tokio::select! {
                 // The client went away; dropping `source` cancels the generation.
-                _ = tx.closed() => return,
+                _ = tx.closed() => {
+                    record.client_gone();
+                    return;
+                }
                 _ = shutdown.cancelled() => Some(ChatEvent::Error(RemoteError::new(
                     ErrorKind::Unavailable,
                     "the router is shutting down; retry the request",
@@ -80,9 +89,11 @@ pub fn respond(
                 next = source.next() => next,
             };
             let Some(next) = next else { break };
+            record.observe(&next);
             let last = next.is_last();
             for frame in renderer.on_event(&next) {
                 if !send(&tx, frame, limits.write_timeout).await {
+                    record.client_gone();
                     return;
                 }
             }
@@ -92,10 +103,12 @@ pub fn respond(
         }
         for frame in renderer.close() {
             if !send(&tx, frame, limits.write_timeout).await {
+                record.client_gone();
                 return;
             }
         }
-    });
+    };
+    tokio::spawn(ids::with_request_id(id, task).instrument(tracing::Span::current()));
     let body = ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
     let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
     let mut response = warp::sse::reply(keep_alive.stream(body)).into_response();

@@ -11,6 +11,7 @@ use super::auth::Authenticator;
 use super::body::BodyBudget;
 use super::edge::EdgeConfig;
 use crate::generation::Generator;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 pub struct AppState {
@@ -60,6 +61,11 @@ impl AppState {
     pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {
         self.gossip_stats = stats;
         self
+    }
+
+    /// This router's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.generator.metrics
     }
 
     /// The workers this router sees.

@@ -55,6 +55,11 @@ impl Admission {
         }
     }
 
+    /// Requests waiting for capacity now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// A place in the queue for a request that waits for room its own way (a tool call whose
     /// workers all said they are full); `None` when the queue is full.
     pub fn enqueue(&self) -> Option<Queued<'_>> {

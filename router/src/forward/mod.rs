@@ -145,6 +145,11 @@ impl Forwarder {
         &self.admission
     }
 
+    /// Requests waiting for a worker with room now.
+    pub fn queued(&self) -> usize {
+        self.admission.queued()
+    }
+
     /// Whether some ready worker could serve `request` (model, images), without choosing one.
     pub fn preflight(&self, request: &ChatRequest) -> Result<(), ForwardError> {
         candidates::for_chat(&self.registry, request, &HashSet::new()).map(|_| ())
@@ -164,6 +169,7 @@ impl Forwarder {
         let frame = encode(&WireRequest::Chat(request.clone()))?;
         let frame = &frame;
         retry(MAX_ATTEMPTS, exclude, |tried| async move {
+            let asked = std::time::Instant::now();
             let admitted = self
                 .admission
                 .admit(&self.registry, &*self.policy, request, &tried)
@@ -171,9 +177,18 @@ impl Forwarder {
             let Some(worker) = admitted else {
                 return Ok(Step::NoCandidate);
             };
+            let queued = asked.elapsed();
+            let outcome = match self.try_chat(&worker, request, frame).await {
+                Attempt::Done(mut stream) => {
+                    stream.trace.queued = queued;
+                    stream.trace.failovers = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+                    Attempt::Done(stream)
+                }
+                other => other,
+            };
             Ok(Step::Tried {
                 worker: worker.advert.node_id.clone(),
-                outcome: self.try_chat(&worker, request, frame).await,
+                outcome,
             })
         })
         .await
@@ -244,6 +259,7 @@ impl Forwarder {
                 }
                 Reply::Frame(WireReply::Event(event)) => match check_event(&event) {
                     Ok(()) => {
+                        stream.trace.first_output_at = Some(std::time::Instant::now());
                         stream.push_pending(event);
                         return Attempt::Done(stream);
                     }

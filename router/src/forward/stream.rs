@@ -18,12 +18,27 @@ use crate::registry::{InFlightGuard, Registry};
 /// Longest silence between two events of a generation before it is ended with an error.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How a generation reached its worker, for the request's metrics and log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    /// Workers given up on before this one.
+    pub failovers: u32,
+    /// Time spent waiting for a worker with room before this one was chosen.
+    pub queued: Duration,
+    /// When the request was written to this worker.
+    pub sent_at: std::time::Instant,
+    /// When this worker's first output arrived.
+    pub first_output_at: Option<std::time::Instant>,
+}
+
 /// A generation in progress on a worker.
 pub struct ChatStream {
     /// Model that serves the request (the real id when `auto` was asked for).
     pub model: String,
     /// Node id of the worker.
     pub worker: String,
+    /// When and after how many failovers it got here.
+    pub trace: Trace,
     replies: Box<dyn ReplyStream>,
     /// Events read ahead while deciding whether to retry.
     pending: VecDeque<ChatEvent>,
@@ -48,6 +63,13 @@ impl ChatStream {
         ChatStream {
             model,
             worker: advert.node_id.clone(),
+            // Built once the request is on its way to the worker.
+            trace: Trace {
+                failovers: 0,
+                queued: Duration::ZERO,
+                sent_at: std::time::Instant::now(),
+                first_output_at: None,
+            },
             replies,
             pending: VecDeque::new(),
             finished: false,

@@ -24,7 +24,7 @@ use super::generator::Generator;
 use super::source::EventSource;
 use super::tools;
 use crate::error::ApiError;
-use crate::forward::stream::ChatStream;
+use crate::forward::stream::{ChatStream, Trace};
 
 /// Which mesh tools a request opts into.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -107,6 +107,8 @@ pub struct ToolLoop {
     model: String,
     /// The first round's worker.
     worker: String,
+    /// How the first round reached its worker.
+    trace: Trace,
     /// Events ready to hand out.
     ready: VecDeque<ChatEvent>,
     /// This round so far, to replay it into the conversation.
@@ -132,6 +134,7 @@ impl ToolLoop {
         Ok(ToolLoop {
             model: stream.model.clone(),
             worker: stream.worker.clone(),
+            trace: stream.trace,
             generator,
             request,
             mesh,
@@ -148,6 +151,10 @@ impl ToolLoop {
 
     pub fn worker(&self) -> &str {
         &self.worker
+    }
+
+    pub fn trace(&self) -> Trace {
+        self.trace
     }
 
     fn all_calls_are_mesh(&self) -> bool {

@@ -95,6 +95,7 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
     let call = &ToolCallRequest {
         tool: name.to_string(),
         input,
+        request_id: Some(crate::ids::request_id()),
     };
     let admission = generator.forwarder.admission();
     let deadline = tokio::time::Instant::now() + admission.limits.queue_timeout;
@@ -160,6 +161,12 @@ async fn run_once(
         })
     })
     .await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ForwardError::Remote(error)) => error.kind.as_str(),
+        Err(_) => "error",
+    };
+    generator.metrics.tool_called(name, outcome);
     result.map_err(|error| match error {
         ForwardError::Remote(remote) => remote,
         other => ApiError::from(other).to_remote(),

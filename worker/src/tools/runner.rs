@@ -203,6 +203,7 @@ mod tests {
         let call = ToolCallRequest {
             tool: "slow".into(),
             input: serde_json::json!({}),
+            request_id: None,
         };
         let calls: Vec<_> = (0..5)
             .map(|_| {

@@ -398,6 +398,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
             reasoning,
             // A stream reports the prompt size in its first event.
             prompt_tokens_first: input.stream,
+            request_id: None,
         },
         stream: input.stream,
         mesh_tools: input.auxot_mesh_tools,

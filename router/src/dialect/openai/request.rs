@@ -391,6 +391,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
                 budget_tokens: None,
             },
             prompt_tokens_first: false,
+            request_id: None,
         },
         stream: input.stream,
         include_usage: input.stream_options.is_some_and(|o| o.include_usage),
