@@ -82,6 +82,18 @@ pub fn free_udp_port() -> u16 {
         .expect("free UDP port")
 }
 
+/// A port free for both UDP and TCP, as a router's gossip port must be (gossip on UDP,
+/// enrollment on TCP), other than `avoid`.
+pub fn free_udp_tcp_port(avoid: &[u16]) -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
+        let port = udp.local_addr().expect("local address").port();
+        if !avoid.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A running node process.
 pub struct Node {
     pub name: String,
@@ -402,7 +414,7 @@ impl Cluster {
     ) -> usize {
         let name = format!("router{}", self.routers.len());
         let http = free_tcp_port();
-        let gossip_port = free_udp_port();
+        let gossip_port = free_udp_tcp_port(&[http]);
         let gossip = SocketAddr::new(placement.host, gossip_port);
         let mut args: Vec<String> = vec![
             "serve".into(),
