@@ -42,9 +42,16 @@ pub enum Command {
     /// Convert a data directory made by an older auxot (one shared secret) to per-node
     /// certificates; prints a new join token and an admin key.
     Migrate(MigrateArgs),
-    /// Manage API and admin keys in a data directory (running routers read keys at start).
+    /// Manage API and admin keys: create, list, limits, usage, revoke (through a router's
+    /// admin API, or offline with --data-dir).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Every node of the cluster in one table: routers and workers, roles, models, load,
+    /// capacity, versions.
+    Status {
+        #[command(flatten)]
+        client: AdminClient,
+    },
     /// Manage worker join tokens through a router's admin API.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -154,29 +161,74 @@ pub struct SetupArgs {
     pub json: bool,
 }
 
+/// Where `keys` commands act: a running router's admin API (live, every router within
+/// seconds), or a data directory's `keys.json` offline.
+#[derive(Debug, Args)]
+pub struct KeysTarget {
+    /// Work offline on this data directory's `keys.json` instead of a router's admin API
+    /// (running routers re-read it every `--keys-reload-secs`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: AdminClient,
+}
+
+/// Limits of a key; each also takes `none` for no limit.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Requests per minute (a calendar minute).
+    #[arg(long, value_name = "N|none")]
+    pub rpm: Option<String>,
+    /// Prompt plus completion tokens per minute.
+    #[arg(long, value_name = "N|none")]
+    pub tpm: Option<String>,
+    /// Requests at once.
+    #[arg(long, value_name = "N|none")]
+    pub concurrent: Option<String>,
+    /// Prompt plus completion tokens over the key's life.
+    #[arg(long, value_name = "N|none")]
+    pub budget: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it once.
     Create {
         #[command(flatten)]
-        data: DataDir,
+        target: KeysTarget,
         /// A name to recognise the key by.
         #[arg(long, default_value = "default")]
         name: String,
         /// An admin key (the admin API only) instead of an API key.
         #[arg(long)]
         admin: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
-    /// List key ids and names.
+    /// List keys: ids, names, scopes, limits and usage (never hashes).
     List {
         #[command(flatten)]
-        data: DataDir,
+        target: KeysTarget,
     },
-    /// Revoke the key with this id (the 12 characters after `rtr_`). Running routers stop
-    /// accepting it when they next re-read the keys (`--keys-reload-secs`).
+    /// Show one key with its limits and its usage this minute, hour, day and in all.
+    Get {
+        #[command(flatten)]
+        client: AdminClient,
+        id: String,
+    },
+    /// Change a key's limits (those given; `none` removes one).
+    Limits {
+        #[command(flatten)]
+        client: AdminClient,
+        id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Revoke the key with this id (the 12 characters after `rtr_`): refused on every router
+    /// within seconds (offline: when routers next re-read `keys.json`).
     Revoke {
         #[command(flatten)]
-        data: DataDir,
+        target: KeysTarget,
         id: String,
     },
 }

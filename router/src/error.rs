@@ -37,6 +37,8 @@ pub enum Fault {
     RequestTimeout,
     /// Every worker that could serve the request is at capacity.
     Overloaded,
+    /// The caller's key is over one of its limits (rate, concurrency, budget).
+    RateLimited,
     /// Nothing can serve the request right now.
     Unavailable,
     /// A call to an outside service failed.
@@ -56,6 +58,10 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub struct ApiError {
     pub fault: Fault,
     pub message: String,
+    /// Seconds to wait, when the failure says so itself (else the fault's default).
+    pub retry_after_secs: Option<u64>,
+    /// Extra response headers (rate-limit state).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -63,7 +69,21 @@ impl ApiError {
         ApiError {
             fault,
             message: message.into(),
+            retry_after_secs: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error, telling the client to retry after `secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// The same error, with these extra response headers.
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -86,6 +106,7 @@ impl ApiError {
             (Fault::PayloadTooLarge, _) => 413,
             (Fault::Overloaded, DialectKind::Anthropic) => 529,
             (Fault::Overloaded, _) => 429,
+            (Fault::RateLimited, _) => 429,
             (Fault::Internal, _) => 500,
             (Fault::Upstream, _) => 502,
             (Fault::Unavailable, _) => 503,
@@ -95,7 +116,13 @@ impl ApiError {
 
     /// Seconds to wait before retrying, for faults that pass with time.
     pub fn retry_after(&self) -> Option<u64> {
-        matches!(self.fault, Fault::Overloaded | Fault::Unavailable).then_some(RETRY_AFTER_SECS)
+        self.retry_after_secs.or_else(|| {
+            matches!(
+                self.fault,
+                Fault::Overloaded | Fault::Unavailable | Fault::RateLimited
+            )
+            .then_some(RETRY_AFTER_SECS)
+        })
     }
 
     /// The wire form, for errors that travel inside a stream of events.
@@ -108,7 +135,7 @@ impl ApiError {
             | Fault::PayloadTooLarge
             | Fault::RequestTimeout => ErrorKind::InvalidRequest,
             Fault::NotFound => ErrorKind::NotFound,
-            Fault::Overloaded => ErrorKind::Overloaded,
+            Fault::Overloaded | Fault::RateLimited => ErrorKind::Overloaded,
             Fault::Unavailable => ErrorKind::Unavailable,
             Fault::Upstream => ErrorKind::Upstream,
             Fault::Timeout => ErrorKind::Timeout,

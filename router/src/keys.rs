@@ -39,6 +39,33 @@ pub struct StoredKey {
     /// Keys written before scopes existed are API keys.
     #[serde(default)]
     pub scope: Scope,
+    /// What the key may use; no limits when absent.
+    #[serde(default, skip_serializing_if = "KeyLimits::is_unlimited")]
+    pub limits: KeyLimits,
+}
+
+/// What one key may use, enforced by every router ([`crate::quota`]). `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    /// Requests per minute (a calendar minute, the same on every router).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Prompt plus completion tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests answered at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
+    /// Prompt plus completion tokens over the key's life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<u64>,
+}
+
+impl KeyLimits {
+    pub fn is_unlimited(&self) -> bool {
+        *self == KeyLimits::default()
+    }
 }
 
 /// A freshly generated key and what to store about it.
@@ -83,6 +110,7 @@ pub fn generate(name: &str, scope: Scope) -> anyhow::Result<NewKey> {
             hash,
             created_at,
             scope,
+            limits: KeyLimits::default(),
         },
     })
 }

@@ -36,6 +36,7 @@ pub mod keys;
 pub mod limits;
 pub mod membership;
 pub mod metrics;
+pub mod quota;
 pub mod records;
 pub mod registry;
 pub mod routing;

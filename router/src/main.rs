@@ -1,8 +1,7 @@
 //! `auxot-router`: the command line over the router library.
 #![forbid(unsafe_code)]
 
-use auxot_router::cli::{self, Command, KeysCommand, TokensCommand, WorkersCommand};
-use auxot_router::keys::Scope;
+use auxot_router::cli::{self, Command, TokensCommand, WorkersCommand};
 use auxot_router::store;
 use clap::Parser as _;
 use serde_json::{json, Value};
@@ -82,34 +81,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args).await,
-        Command::Keys(KeysCommand::Create { data, name, admin }) => {
-            let scope = if admin { Scope::Admin } else { Scope::Api };
-            let key = store::add_key(&data.data_dir, &name, scope)?;
-            println!("{key}");
-            eprintln!("(shown once; running routers pick it up within --keys-reload-secs)");
-            Ok(())
-        }
-        Command::Keys(KeysCommand::List { data }) => {
-            for key in store::list_keys(&data.data_dir)? {
-                let scope = match key.scope {
-                    Scope::Api => "api",
-                    Scope::Admin => "admin",
-                };
-                println!(
-                    "{}\t{scope}\t{}\tcreated {}",
-                    key.id, key.name, key.created_at
-                );
-            }
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Revoke { data, id }) => {
-            if store::revoke_key(&data.data_dir, &id)? {
-                println!("revoked {id}");
-                Ok(())
-            } else {
-                anyhow::bail!("no key with id {id}")
-            }
-        }
+        Command::Keys(command) => auxot_router::client::keys(command).await,
+        Command::Status { client } => auxot_router::client::status(&client).await,
         Command::Tokens(TokensCommand::Create {
             client,
             role,

@@ -32,6 +32,8 @@ pub struct RouterView {
     pub gossip_addr: SocketAddr,
     pub http_addr: Option<String>,
     pub cert: PeerCert,
+    /// The auxot version it gossips (unsigned: for display only).
+    pub version: Option<String>,
 }
 
 /// A worker as the admin API shows it.
@@ -40,6 +42,8 @@ pub struct MemberWorker {
     pub advert: WorkerAdvert,
     pub role: Role,
     pub cert_not_after: std::time::SystemTime,
+    /// The auxot version it gossips (unsigned: for display only).
+    pub version: Option<String>,
 }
 
 /// The verified members of one gossip snapshot.
@@ -183,6 +187,7 @@ impl Membership {
                     gossip_addr: id.gossip_advertise_addr,
                     http_addr: state.get(keys::HTTP_ADDR).map(str::to_string),
                     cert,
+                    version: state.get(keys::VERSION).map(str::to_string),
                 }),
                 Role::Worker | Role::Tools => {
                     live.insert(node.to_string());
@@ -194,6 +199,7 @@ impl Membership {
                                 advert,
                                 role: cert.role,
                                 cert_not_after: cert.not_after,
+                                version: state.get(keys::VERSION).map(str::to_string),
                             };
                             last_good.insert(node.to_string(), worker.clone());
                             view.workers.push(worker);

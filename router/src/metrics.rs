@@ -96,6 +96,9 @@ pub struct Metrics {
     failovers: IntCounterVec,
     key_checks: IntCounterVec,
     tool_calls: IntCounterVec,
+    key_requests: IntCounterVec,
+    key_tokens: IntCounterVec,
+    key_refusals: IntCounterVec,
     workers: IntGaugeVec,
     worker_capacity: IntGaugeVec,
     worker_load: IntGaugeVec,
@@ -254,6 +257,30 @@ impl Metrics {
                     &["tool", "outcome"],
                 )?,
             )?,
+            key_requests: register(
+                &r,
+                counter_vec(
+                    "auxot_router_key_requests_total",
+                    "Requests per API key id that counted against its limits, by outcome (ok, error).",
+                    &["key_id", "outcome"],
+                )?,
+            )?,
+            key_tokens: register(
+                &r,
+                counter_vec(
+                    "auxot_router_key_tokens_total",
+                    "Tokens per API key id, by type (input, output), streamed requests and tool loops included.",
+                    &["key_id", "gen_ai_token_type"],
+                )?,
+            )?,
+            key_refusals: register(
+                &r,
+                counter_vec(
+                    "auxot_router_key_limit_refusals_total",
+                    "Requests refused (429) because the key was over a limit, by limit.",
+                    &["key_id", "limit"],
+                )?,
+            )?,
             workers: register(
                 &r,
                 gauge_vec(
@@ -388,6 +415,25 @@ impl Metrics {
     /// The result of checking an API key: `ok`, `missing`, `invalid` or `busy`.
     pub fn key_checked(&self, result: &'static str) {
         self.key_checks.with_label_values(&[result]).inc();
+    }
+
+    /// A request of key `key_id` ended, with the tokens it used.
+    pub fn key_used(&self, key_id: &str, ok: bool, prompt_tokens: u64, completion_tokens: u64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.key_requests
+            .with_label_values(&[key_id, outcome])
+            .inc();
+        self.key_tokens
+            .with_label_values(&[key_id, "input"])
+            .inc_by(prompt_tokens);
+        self.key_tokens
+            .with_label_values(&[key_id, "output"])
+            .inc_by(completion_tokens);
+    }
+
+    /// A request of key `key_id` was refused over `limit`.
+    pub fn key_refused(&self, key_id: &str, limit: &'static str) {
+        self.key_refusals.with_label_values(&[key_id, limit]).inc();
     }
 
     /// A mesh tool call the router ran, by outcome (`ok`, or the error's kind).

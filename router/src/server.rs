@@ -433,6 +433,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
     )
     .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
     .with_metrics(metrics);
+    let keys = records.effective_keys(data.keys);
     let admin = Admin {
         ca: ca.clone(),
         records,
@@ -441,13 +442,15 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
     let state = Arc::new(
         AppState::new(
             node_id.clone(),
-            Authenticator::new(data.keys),
+            Authenticator::new(keys),
             Arc::new(generator),
             admin,
         )
         .with_gossip_stats(gossip.stats())
         .with_edge(api::EdgeConfig::from(args)),
     );
+    let mut background = background;
+    background.push(tokio::spawn(state.quotas.clone().publish_forever()));
     let data_dir = args.data.data_dir.clone();
     api::auth::follow_key_store(
         &state,

@@ -23,7 +23,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::files::{read, read_text, replace_private, write_private_new};
-use crate::keys::{self, NewKey, Scope, StoredKey};
+use crate::keys::{self, KeyLimits, NewKey, Scope, StoredKey};
 use crate::records::{now_millis, now_secs, Body, Record, RecordStore, TokenRecord};
 
 const CLUSTER_FILE: &str = "cluster.json";
@@ -281,10 +281,11 @@ fn load_keys(dir: &Path) -> anyhow::Result<Vec<StoredKey>> {
 }
 
 /// Adds a key; returns the raw key, to be shown once.
-pub fn add_key(dir: &Path, name: &str, scope: Scope) -> anyhow::Result<String> {
+pub fn add_key(dir: &Path, name: &str, scope: Scope, limits: KeyLimits) -> anyhow::Result<String> {
     load(dir)?;
     let mut keys = load_keys(dir)?;
-    let NewKey { key, stored } = keys::generate(name, scope)?;
+    let NewKey { key, mut stored } = keys::generate(name, scope)?;
+    stored.limits = limits;
     keys.push(stored);
     replace_private(
         &keys_path(dir),
@@ -412,7 +413,7 @@ mod tests {
     fn keys_can_be_added_and_revoked() {
         let dir = tempfile::tempdir().expect("tempdir");
         setup(dir.path(), "first", None).expect("setup");
-        let key = add_key(dir.path(), "second", Scope::Api).expect("add");
+        let key = add_key(dir.path(), "second", Scope::Api, KeyLimits::default()).expect("add");
         assert_eq!(list_keys(dir.path()).expect("list").len(), 3);
         let id = keys::key_id(&key).expect("id").to_string();
         assert!(revoke_key(dir.path(), &id).expect("revoke"));

@@ -392,7 +392,24 @@ impl Cluster {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> usize {
-        self.start_router_full(&Placement::default(), seeds, extra, env)
+        self.start_router_full(&Placement::default(), None, seeds, extra, env)
+    }
+
+    /// A copy of the data directory for a router of its own (as each host of a real cluster
+    /// has), named `name`.
+    pub fn copy_data_dir(&self, name: &str) -> PathBuf {
+        let copy = self.dir.path().join(name);
+        std::fs::create_dir_all(&copy).expect("data dir copy");
+        for entry in std::fs::read_dir(self.data_dir()).expect("data dir") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy");
+        }
+        copy
+    }
+
+    /// Starts a router on the data directory `data` (see [`Self::copy_data_dir`]).
+    pub fn start_router_in(&mut self, data: &Path, seeds: &[SocketAddr], extra: &[&str]) -> usize {
+        self.start_router_full(&Placement::default(), Some(data), seeds, extra, &[])
     }
 
     /// Starts a router where `placement` says; returns its index.
@@ -402,12 +419,13 @@ impl Cluster {
         seeds: &[SocketAddr],
         extra: &[&str],
     ) -> usize {
-        self.start_router_full(placement, seeds, extra, &[])
+        self.start_router_full(placement, None, seeds, extra, &[])
     }
 
     fn start_router_full(
         &mut self,
         placement: &Placement,
+        data: Option<&Path>,
         seeds: &[SocketAddr],
         extra: &[&str],
         env: &[(&str, &str)],
@@ -419,7 +437,9 @@ impl Cluster {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--data-dir".into(),
-            self.data_dir().display().to_string(),
+            data.map_or_else(|| self.data_dir(), Path::to_path_buf)
+                .display()
+                .to_string(),
             "--http-addr".into(),
             SocketAddr::new(placement.bind, http).to_string(),
             "--gossip-addr".into(),

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use warp::reply::Response;
 
 use super::respond::{error_response, json_response};
+use super::state::AppState;
 use crate::error::{ApiError, DialectKind, Fault};
 use crate::membership::SharedView;
 use crate::records::{now_millis, now_secs, Body, Record, Records, RevocationRecord};
@@ -35,6 +36,51 @@ fn respond(result: Result<Value, ApiError>) -> Response {
         Ok(body) => json_response(200, &body),
         Err(error) => error_response(DIALECT, &error),
     }
+}
+
+/// `GET /api/admin/v1/cluster`: every node this router sees, routers and workers, with roles,
+/// models, load, capacity and versions, for `auxot-router status`.
+pub fn cluster(state: &AppState) -> Response {
+    let admin = &state.admin;
+    let view = admin.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut nodes: Vec<Value> = view
+        .routers
+        .iter()
+        .map(|r| {
+            json!({
+                "node_id": r.node_id,
+                "role": "router",
+                "version": r.version,
+                "address": r.http_addr,
+                "readiness": "ready",
+                "certificate_expires_at": unix(r.cert.not_after),
+                "this_router": r.node_id == state.node_id,
+            })
+        })
+        .collect();
+    nodes.extend(view.workers.iter().map(|w| {
+        json!({
+            "node_id": w.advert.node_id,
+            "role": w.role.as_str(),
+            "version": w.version,
+            "address": w.advert.quic_addr,
+            "readiness": w.advert.readiness.as_str(),
+            "models": w.advert.models.iter().map(|m| &m.id).collect::<Vec<_>>(),
+            "tools": w.advert.tools.len(),
+            "device": w.advert.device,
+            "capacity": w.advert.capacity,
+            "load": w.advert.load,
+            "certificate_expires_at": unix(w.cert_not_after),
+        })
+    }));
+    json_response(
+        200,
+        &json!({
+            "router": state.node_id,
+            "version": auxot_common::VERSION,
+            "nodes": nodes,
+        }),
+    )
 }
 
 /// `GET /api/admin/v1/workers`.

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use super::state::AppState;
 use crate::error::{ApiError, Fault};
-use crate::keys::{self, Scope, StoredKey};
+use crate::keys::{self, KeyLimits, Scope, StoredKey};
 
 /// A failed verification spends one token; tokens come back at `refill_per_sec`.
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +184,24 @@ impl Authenticator {
             .cloned()
     }
 
+    /// The key with this id, if it is accepted now.
+    pub fn key(&self, id: &str) -> Option<StoredKey> {
+        self.stored(id)
+    }
+
+    /// Every key accepted now.
+    pub fn keys(&self) -> Vec<StoredKey> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut keys: Vec<StoredKey> = keys.values().cloned().collect();
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        keys
+    }
+
+    /// The limits of the key with this id (none for unknown keys).
+    pub fn limits(&self, id: &str) -> KeyLimits {
+        self.stored(id).map(|k| k.limits).unwrap_or_default()
+    }
+
     /// Takes the key store as it is now: revoked or replaced keys stop working at once.
     pub fn replace_keys(&self, keys: Vec<StoredKey>) {
         let keys: HashMap<String, StoredKey> =
@@ -320,25 +338,44 @@ impl Authenticator {
     }
 }
 
-/// Re-reads the key store every `every`, so revoked keys stop working without a restart. The
-/// task ends with the router.
+/// Keeps the accepted keys current: re-reads the key file with `read` every `every` (offline
+/// changes to `keys.json`), and re-combines it with the replicated key records whenever those
+/// change, so a key made or revoked on any router takes effect here within a gossip round.
+/// The task ends with the router.
 pub fn follow_key_store(
     state: &Arc<AppState>,
     read: impl Fn() -> anyhow::Result<Vec<StoredKey>> + Send + 'static,
     every: Duration,
 ) {
+    let records = state.admin.records.clone();
+    let mut changes = records.subscribe();
     let state = Arc::downgrade(state);
     tokio::spawn(async move {
+        let mut file: Option<Vec<StoredKey>> = None;
         let mut tick = tokio::time::interval(every);
-        tick.tick().await;
         loop {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { return };
-            match read() {
-                Ok(keys) => state.auth.replace_keys(keys),
-                Err(err) => {
-                    tracing::warn!(%err, "re-reading the API keys failed; keeping the last ones")
+            let reread = tokio::select! {
+                _ = tick.tick() => true,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
                 }
+            };
+            let Some(state) = state.upgrade() else { return };
+            if reread || file.is_none() {
+                match read() {
+                    Ok(keys) => file = Some(keys),
+                    Err(err) => {
+                        tracing::warn!(%err, "re-reading the API keys failed; keeping the last ones")
+                    }
+                }
+            }
+            if let Some(file) = &file {
+                state
+                    .auth
+                    .replace_keys(records.effective_keys(file.clone()));
             }
         }
     });

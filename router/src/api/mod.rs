@@ -22,6 +22,7 @@ use crate::ids;
 use crate::keys::Scope;
 
 pub mod admin;
+pub mod admin_keys;
 pub mod auth;
 pub mod body;
 pub mod chat;
@@ -160,6 +161,19 @@ async fn handle(
             ));
         }
     }
+    // Generations and tool calls count against the key's limits and usage, before the body is
+    // read: a key over its limits costs no more than its authentication.
+    let mut quota_headers = Vec::new();
+    if route.uses_quota() {
+        if let Some(id) = key.and_then(crate::keys::key_id) {
+            let admitted = match state.quotas.admit(id, &state.auth.limits(id))? {
+                Some(admitted) => admitted,
+                None => state.quotas.count(id),
+            };
+            quota_headers = admitted.headers.clone();
+            record.quota(admitted);
+        }
+    }
     // Routes without a body never read one: the connection is closed after the answer
     // instead, so a body nobody asked for costs nothing.
     let limit = match route {
@@ -167,7 +181,10 @@ async fn handle(
             Some(state.edge.max_body_bytes)
         }
         Route::ToolsExecute => Some(state.edge.max_tool_body_bytes),
-        Route::AdminWorkerRevoke(_) | Route::AdminTokenCreate => Some(ADMIN_BODY_BYTES),
+        Route::AdminWorkerRevoke(_)
+        | Route::AdminTokenCreate
+        | Route::AdminKeyCreate
+        | Route::AdminKeyUpdate(_) => Some(ADMIN_BODY_BYTES),
         _ => None,
     };
     let body = match limit {
@@ -184,7 +201,7 @@ async fn handle(
         None => None,
     };
     let bytes: &[u8] = body.as_ref().map_or(&[], |b| &b.bytes);
-    Ok(match route {
+    let mut response = match route {
         Route::Health => {
             // The details are for key holders; a key that is sent must be valid.
             let detailed = match key {
@@ -212,7 +229,19 @@ async fn handle(
         Route::AdminTokens => admin::tokens(&state.admin),
         Route::AdminTokenCreate => admin::create_token(&state.admin, bytes),
         Route::AdminTokenRevoke(id) => admin::revoke_token(&state.admin, &id),
-    })
+        Route::AdminKeys => admin_keys::list(state),
+        Route::AdminKeyCreate => admin_keys::create(state, bytes),
+        Route::AdminKey(id) => admin_keys::get(state, &id),
+        Route::AdminKeyUpdate(id) => admin_keys::update(state, &id, bytes),
+        Route::AdminKeyRevoke(id) => admin_keys::revoke(state, &id),
+        Route::AdminCluster => admin::cluster(state),
+    };
+    for (name, value) in quota_headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
 }
 
 /// Serves `/metrics` and `/health` (with details), without API keys, on the operators'

@@ -14,6 +14,7 @@ use auxot_common::chat::{ChatEvent, Usage};
 
 use crate::forward::stream::Trace;
 use crate::metrics::{Metrics, RequestOutcome};
+use crate::quota::Admitted;
 
 /// Status logged for a request whose client went away before the answer.
 const CLIENT_CLOSED: u16 = 499;
@@ -40,6 +41,8 @@ struct Inner {
     stream_failed: bool,
     /// The client went away mid-stream.
     client_gone: bool,
+    /// The key's share of its limits, given back with the tokens used when the record ends.
+    quota: Option<Admitted>,
 }
 
 /// The record of one API request; see the module docs.
@@ -65,6 +68,7 @@ impl RequestRecord {
             saw_usage: false,
             stream_failed: false,
             client_gone: false,
+            quota: None,
         })))
     }
 
@@ -82,6 +86,11 @@ impl RequestRecord {
     /// The request was authenticated with the key whose public id this is.
     pub fn key(&mut self, key_id: Option<&str>) {
         self.with(|r| r.key_id = key_id.map(str::to_string));
+    }
+
+    /// The request counts against its key's limits and usage through `admitted`.
+    pub fn quota(&mut self, admitted: Admitted) {
+        self.with(|r| r.quota = Some(admitted));
     }
 
     /// The body has been read, `took` after the request arrived.
@@ -160,7 +169,7 @@ impl RequestRecord {
 }
 
 impl Inner {
-    fn finish(&self) {
+    fn finish(&mut self) {
         let now = Instant::now();
         let duration = now.duration_since(self.arrived);
         let completion_tokens = self.saw_usage.then_some(self.usage.completion_tokens);
@@ -197,6 +206,14 @@ impl Inner {
         } else {
             "ok"
         };
+        if let Some(quota) = self.quota.take() {
+            let failed = !matches!(outcome, "ok");
+            quota.finish(
+                u64::from(prompt_tokens.unwrap_or(0)),
+                u64::from(completion_tokens.unwrap_or(0)),
+                failed,
+            );
+        }
         self.metrics.request_finished(&RequestOutcome {
             route: self.route,
             model: &self.model,
@@ -244,7 +261,7 @@ impl Inner {
 
 impl Drop for RequestRecord {
     fn drop(&mut self) {
-        if let Some(inner) = self.0.take() {
+        if let Some(mut inner) = self.0.take() {
             inner.finish();
         }
     }

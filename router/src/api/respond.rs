@@ -30,6 +30,11 @@ pub fn error_response(dialect: DialectKind, error: &ApiError) -> Response {
             .headers_mut()
             .insert("retry-after", HeaderValue::from(secs));
     }
+    for (name, value) in &error.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
     if error.fault == Fault::Unauthorized {
         response
             .headers_mut()

@@ -30,6 +30,12 @@ pub enum Route {
     AdminTokens,
     AdminTokenCreate,
     AdminTokenRevoke(String),
+    AdminKeys,
+    AdminKeyCreate,
+    AdminKey(String),
+    AdminKeyUpdate(String),
+    AdminKeyRevoke(String),
+    AdminCluster,
 }
 
 impl Route {
@@ -41,9 +47,23 @@ impl Route {
             | Route::AdminWorkerRevoke(_)
             | Route::AdminTokens
             | Route::AdminTokenCreate
-            | Route::AdminTokenRevoke(_) => Some(Scope::Admin),
+            | Route::AdminTokenRevoke(_)
+            | Route::AdminKeys
+            | Route::AdminKeyCreate
+            | Route::AdminKey(_)
+            | Route::AdminKeyUpdate(_)
+            | Route::AdminKeyRevoke(_)
+            | Route::AdminCluster => Some(Scope::Admin),
             _ => Some(Scope::Api),
         }
+    }
+
+    /// Whether requests on the route count against their key's limits and usage.
+    pub fn uses_quota(&self) -> bool {
+        matches!(
+            self,
+            Route::OpenAiChat | Route::AnthropicMessages | Route::ToolsExecute
+        )
     }
 
     /// The route's name in logs and metric labels.
@@ -63,6 +83,12 @@ impl Route {
             Route::AdminTokens | Route::AdminTokenCreate | Route::AdminTokenRevoke(_) => {
                 "admin_tokens"
             }
+            Route::AdminKeys
+            | Route::AdminKeyCreate
+            | Route::AdminKey(_)
+            | Route::AdminKeyUpdate(_)
+            | Route::AdminKeyRevoke(_) => "admin_keys",
+            Route::AdminCluster => "admin_cluster",
         }
     }
 }
@@ -138,7 +164,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-/// The admin API: workers (list, revoke) and join tokens (list, create, revoke).
+/// The admin API: workers (list, revoke), join tokens (list, create, revoke), keys (list,
+/// create, get, update limits, revoke) and the cluster's status.
 fn admin_route(method: &Method, rest: &str) -> (Option<Route>, Method) {
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match segments[..] {
@@ -151,6 +178,16 @@ fn admin_route(method: &Method, rest: &str) -> (Option<Route>, Method) {
         ["tokens", id, "revoke"] if !id.is_empty() => {
             (Some(Route::AdminTokenRevoke(decode(id))), Method::POST)
         }
+        ["keys"] if *method == Method::POST => (Some(Route::AdminKeyCreate), Method::POST),
+        ["keys"] => (Some(Route::AdminKeys), Method::GET),
+        ["keys", id] if !id.is_empty() && *method == Method::PATCH => {
+            (Some(Route::AdminKeyUpdate(decode(id))), Method::PATCH)
+        }
+        ["keys", id] if !id.is_empty() => (Some(Route::AdminKey(decode(id))), Method::GET),
+        ["keys", id, "revoke"] if !id.is_empty() => {
+            (Some(Route::AdminKeyRevoke(decode(id))), Method::POST)
+        }
+        ["cluster"] => (Some(Route::AdminCluster), Method::GET),
         _ => (None, Method::GET),
     }
 }
@@ -238,6 +275,24 @@ mod tests {
                 "/api/admin/v1/tokens/abc/revoke",
                 Route::AdminTokenRevoke("abc".into()),
             ),
+            (Method::GET, "/api/admin/v1/keys", Route::AdminKeys),
+            (Method::POST, "/api/admin/v1/keys", Route::AdminKeyCreate),
+            (
+                Method::GET,
+                "/api/admin/v1/keys/k1",
+                Route::AdminKey("k1".into()),
+            ),
+            (
+                Method::PATCH,
+                "/api/admin/v1/keys/k1",
+                Route::AdminKeyUpdate("k1".into()),
+            ),
+            (
+                Method::POST,
+                "/api/admin/v1/keys/k1/revoke",
+                Route::AdminKeyRevoke("k1".into()),
+            ),
+            (Method::GET, "/api/admin/v1/cluster", Route::AdminCluster),
         ];
         for (method, path, expected) in ok {
             assert_eq!(route(&method, path).expect(path), expected, "{path}");

@@ -12,6 +12,7 @@ use super::body::BodyBudget;
 use super::edge::EdgeConfig;
 use crate::generation::Generator;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::registry::Registry;
 
 pub struct AppState {
@@ -29,6 +30,8 @@ pub struct AppState {
     pub edge: EdgeConfig,
     /// The bytes of request bodies held now, against `edge.body_budget_bytes`.
     pub bodies: BodyBudget,
+    /// Limits and usage per key, shared with the other routers through the records.
+    pub quotas: Arc<Quotas>,
 }
 
 impl AppState {
@@ -38,7 +41,13 @@ impl AppState {
         generator: Arc<Generator>,
         admin: Admin,
     ) -> Self {
+        let quotas = Arc::new(Quotas::new(
+            node_id.clone(),
+            admin.records.clone(),
+            generator.metrics.clone(),
+        ));
         AppState {
+            quotas,
             node_id,
             auth,
             generator,

@@ -1,4 +1,5 @@
-//! The records routers share (join tokens, revocations), without a database.
+//! The records routers share (join tokens, revocations, keys, usage per key), without a
+//! database.
 //!
 //! Each router keeps the whole set in memory and in `records.json` in its data directory, so a
 //! restarted router comes back with everything it knew. Routers replicate the set through
@@ -16,11 +17,15 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::files;
+use crate::keys::StoredKey;
 
 pub mod record;
 pub mod replication;
 
-pub use record::{now_millis, now_secs, Body, Record, RevocationRecord, TokenRecord};
+pub use record::{
+    now_millis, now_secs, Body, KeyRecord, Record, RevocationRecord, TokenRecord, UsageRecord,
+    Window,
+};
 
 /// Records a router keeps at most: far more than any cluster's tokens and revocations, small
 /// enough that gossip carries them all.
@@ -42,6 +47,8 @@ pub struct RecordStore {
     inner: RwLock<Inner>,
     /// Bumped on every change, for the publisher and anyone else watching.
     changed: watch::Sender<u64>,
+    /// A failure to persist was logged (a read-only data directory fails every time).
+    persist_failed: std::sync::atomic::AtomicBool,
 }
 
 impl RecordStore {
@@ -51,6 +58,7 @@ impl RecordStore {
             path,
             inner: RwLock::default(),
             changed: watch::Sender::new(0),
+            persist_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -102,7 +110,12 @@ impl RecordStore {
         let changed = self.merge_quietly(records);
         if changed {
             if let Err(err) = self.persist() {
-                warn!("could not persist the cluster records: {err:#}");
+                if !self
+                    .persist_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    warn!("could not persist the cluster records (other routers keep them; this one catches up from them after a restart): {err:#}");
+                }
             }
             self.changed.send_modify(|v| *v += 1);
         }
@@ -141,6 +154,65 @@ impl RecordStore {
             .into_iter()
             .filter_map(|r| match r.body {
                 Body::Token(token) => Some((r.id, token)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every key made through the admin API (revoked ones included), by key id.
+    pub fn keys(&self) -> Vec<KeyRecord> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner
+            .records
+            .values()
+            .filter_map(|r| match &r.body {
+                Body::Key(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The keys routers accept: those of `file` (the data directory's `keys.json`) and those
+    /// made through the admin API, a record overriding the file's entry of the same id (a key
+    /// revoked through the API stays revoked whatever the file says).
+    pub fn effective_keys(&self, file: Vec<StoredKey>) -> Vec<StoredKey> {
+        let records = self.keys();
+        let overridden: HashSet<&str> = records.iter().map(|r| r.key.id.as_str()).collect();
+        let mut keys: Vec<StoredKey> = file
+            .into_iter()
+            .filter(|k| !overridden.contains(k.id.as_str()))
+            .collect();
+        keys.extend(
+            records
+                .iter()
+                .filter(|r| r.revoked_at.is_none())
+                .map(|r| r.key.clone()),
+        );
+        keys
+    }
+
+    /// The key record with this id.
+    pub fn key(&self, id: &str) -> Option<KeyRecord> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        match inner.records.get(&("key", id.to_string())) {
+            Some(Record {
+                body: Body::Key(key),
+                ..
+            }) => Some(key.clone()),
+            _ => None,
+        }
+    }
+
+    /// What every router counted for `key_id`.
+    pub fn usage(&self, key_id: &str) -> Vec<UsageRecord> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let from = ("usage", format!("{key_id}@"));
+        inner
+            .records
+            .range(from..)
+            .take_while(|((kind, id), _)| *kind == "usage" && id.starts_with(&format!("{key_id}@")))
+            .filter_map(|(_, r)| match &r.body {
+                Body::Usage(usage) => Some(usage.clone()),
                 _ => None,
             })
             .collect()

@@ -1,4 +1,5 @@
-//! What routers replicate to each other: join tokens and revocations (each a [`Record`]).
+//! What routers replicate to each other (each a [`Record`]): join tokens, revocations of nodes,
+//! API and admin keys (hashes only), and each router's usage counts per key.
 //!
 //! A record has a version (the Unix time in milliseconds of its last change); of two copies the
 //! higher version wins, so every router converges on the same set whatever order changes arrive
@@ -7,6 +8,8 @@
 
 use auxot_common::pki::Role;
 use serde::{Deserialize, Serialize};
+
+use crate::keys::StoredKey;
 
 /// One replicated fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,8 @@ pub struct Record {
 pub enum Body {
     Token(TokenRecord),
     Revocation(RevocationRecord),
+    Key(KeyRecord),
+    Usage(UsageRecord),
 }
 
 impl Body {
@@ -32,7 +37,80 @@ impl Body {
         match self {
             Body::Token(_) => "token",
             Body::Revocation(_) => "revocation",
+            Body::Key(_) => "key",
+            Body::Usage(_) => "usage",
         }
+    }
+}
+
+/// An API or admin key made through the admin API (id = the key id): its hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    #[serde(flatten)]
+    pub key: StoredKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+/// What one router counted for one key (id = `<key id>@<router node id>`); only that router
+/// writes it. The windows are calendar windows in UTC, so every router means the same minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub key_id: String,
+    pub router: String,
+    /// Requests this router is answering now for the key.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Seconds since the epoch when the counts last changed.
+    #[serde(default)]
+    pub updated: u64,
+    pub minute: Window,
+    pub hour: Window,
+    pub day: Window,
+    /// Since the key was made: what token budgets are checked against.
+    pub total: Window,
+}
+
+/// Counts over one window starting at `start` (seconds since the epoch; 0 for the total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    #[serde(default)]
+    pub start: u64,
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub errors: u64,
+}
+
+impl Window {
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// The counts of this window if it is the one starting at `start`, else an empty one.
+    pub fn at(&self, start: u64) -> Window {
+        if self.start == start {
+            *self
+        } else {
+            Window {
+                start,
+                ..Window::default()
+            }
+        }
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Window) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.errors = self.errors.saturating_add(other.errors);
     }
 }
 

@@ -13,6 +13,7 @@ fn error_type(fault: Fault) -> &'static str {
         Fault::InvalidRequest | Fault::MethodNotAllowed => "invalid_request_error",
         Fault::NotFound => "not_found_error",
         Fault::Overloaded => "overloaded_error",
+        Fault::RateLimited => "rate_limit_error",
         Fault::Timeout | Fault::RequestTimeout => "timeout_error",
         Fault::Unavailable | Fault::Upstream | Fault::Internal => "api_error",
     }
@@ -39,6 +40,7 @@ mod tests {
             (Fault::PayloadTooLarge, "request_too_large"),
             (Fault::NotFound, "not_found_error"),
             (Fault::Overloaded, "overloaded_error"),
+            (Fault::RateLimited, "rate_limit_error"),
             (Fault::RequestTimeout, "timeout_error"),
             (Fault::Unavailable, "api_error"),
             (Fault::Internal, "api_error"),

@@ -12,7 +12,7 @@ fn error_type(fault: Fault) -> &'static str {
             "invalid_request_error"
         }
         Fault::NotFound => "not_found_error",
-        Fault::Overloaded => "rate_limit_error",
+        Fault::Overloaded | Fault::RateLimited => "rate_limit_error",
         Fault::Unavailable => "service_unavailable",
         Fault::Timeout | Fault::RequestTimeout => "timeout_error",
         Fault::Upstream | Fault::Internal => "server_error",
@@ -25,6 +25,7 @@ pub fn error_body(error: &ApiError, _status: u16) -> Value {
         Fault::Unauthorized => json!("invalid_api_key"),
         Fault::NotFound => json!("not_found"),
         Fault::Overloaded => json!("overloaded"),
+        Fault::RateLimited => json!("rate_limit_exceeded"),
         _ => Value::Null,
     };
     json!({"error": {
@@ -50,6 +51,11 @@ mod tests {
             ),
             (Fault::NotFound, "not_found_error", json!("not_found")),
             (Fault::Overloaded, "rate_limit_error", json!("overloaded")),
+            (
+                Fault::RateLimited,
+                "rate_limit_error",
+                json!("rate_limit_exceeded"),
+            ),
             (Fault::Unavailable, "service_unavailable", Value::Null),
             (Fault::RequestTimeout, "timeout_error", Value::Null),
             (Fault::Internal, "server_error", Value::Null),
