@@ -103,6 +103,7 @@ pub struct Metrics {
     worker_capacity: IntGaugeVec,
     worker_load: IntGaugeVec,
     worker_in_flight: IntGaugeVec,
+    worker_breakers: IntGaugeVec,
     gossip_members: IntGauge,
     gossip_bytes_sent: IntCounter,
     gossip_bytes_received: IntCounter,
@@ -313,6 +314,14 @@ impl Metrics {
                     &["worker"],
                 )?,
             )?,
+            worker_breakers: register(
+                &r,
+                gauge_vec(
+                    "auxot_router_worker_circuit_breaker",
+                    "Workers whose circuit breaker on this router is open or half-open (1), by state; closed breakers are not listed.",
+                    &["worker", "state"],
+                )?,
+            )?,
             gossip_members: register(
                 &r,
                 IntGauge::new(
@@ -466,6 +475,12 @@ impl Metrics {
         self.worker_capacity.reset();
         self.worker_load.reset();
         self.worker_in_flight.reset();
+        self.worker_breakers.reset();
+        for (worker, state) in cluster.breakers {
+            self.worker_breakers
+                .with_label_values(&[worker.as_str(), state])
+                .set(1);
+        }
         for readiness in ["not_ready", "ready", "draining"] {
             self.workers.with_label_values(&[readiness]).set(0);
         }
@@ -516,6 +531,8 @@ pub struct ClusterView<'a> {
     pub workers: &'a [Arc<WorkerView>],
     pub queued: usize,
     pub gossip: Option<&'a GossipStats>,
+    /// Workers whose circuit breaker is not closed, with its state.
+    pub breakers: &'a [(String, &'static str)],
 }
 
 /// Brings a counter mirrored from an atomic up to its current value.
@@ -552,6 +569,7 @@ mod tests {
             workers: &[],
             queued: 3,
             gossip: None,
+            breakers: &[],
         });
         for line in [
             "auxot_router_requests_total{model=\"m\",route=\"openai_chat\",status=\"200\"} 1",
@@ -579,6 +597,7 @@ mod tests {
             workers: &[],
             queued: 0,
             gossip: None,
+            breakers: &[],
         });
         assert!(text.contains(
             "auxot_router_admission_refusals_total{model=\"m\",route=\"anthropic_messages\"} 1"

@@ -4,9 +4,15 @@
 //! request path reads it without holding a lock. Per-worker counters of this router's own
 //! in-flight requests live outside the snapshot and survive swaps.
 //!
-//! A worker this router failed to reach is *suspect* and skipped until gossip shows a new
-//! incarnation of it, it leaves gossip, or a short while passes: the router notices a dead worker
-//! at once on its own traffic instead of waiting for the failure detector.
+//! Each worker has a circuit breaker on this router. A worker this router failed to reach (or
+//! that broke the protocol) is taken out at once for [`SUSPECT_FOR`]: the router notices a dead
+//! worker on its own traffic instead of waiting for the failure detector. A worker that answers
+//! but fails requests itself (internal errors, timeouts, "unavailable") opens its breaker after
+//! [`FAULTS_TO_OPEN`] such failures in a row, for a cooldown that starts at [`FIRST_COOLDOWN`]
+//! and doubles up to [`MAX_COOLDOWN`] while it keeps failing. After the cooldown the breaker is
+//! half-open: the worker gets traffic again, its first success closes the breaker and its first
+//! failure opens it again. Only the worker's own faults count: a caller's bad request (4xx) or a
+//! worker that is merely full never does. A new incarnation of the worker starts closed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,8 +23,67 @@ use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::node::{ModelInfo, Readiness, WorkerAdvert};
 use tokio::sync::Notify;
 
-/// How long a worker stays suspect after this router failed to reach it.
-const SUSPECT_FOR: Duration = Duration::from_secs(15);
+/// How long a worker stays out after this router failed to reach it.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(15);
+/// Failures of its own in a row that open a worker's breaker.
+pub const FAULTS_TO_OPEN: u32 = 3;
+/// The first cooldown of an opened breaker; it doubles while the worker keeps failing.
+pub const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// A worker's circuit breaker on this router.
+#[derive(Debug, Clone, Copy)]
+struct Breaker {
+    /// The incarnation it is about: a newer one starts closed.
+    generation: u64,
+    /// Failures of the worker's own in a row.
+    faults: u32,
+    /// Out of routing until then, when open.
+    open_until: Option<Instant>,
+    /// The cooldown of the next opening.
+    cooldown: Duration,
+}
+
+/// A breaker's state, for `/health` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl Breaker {
+    fn new(generation: u64) -> Self {
+        Breaker {
+            generation,
+            faults: 0,
+            open_until: None,
+            cooldown: FIRST_COOLDOWN,
+        }
+    }
+
+    fn state(&self, now: Instant) -> BreakerState {
+        match self.open_until {
+            Some(until) if until > now => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+            None => BreakerState::Closed,
+        }
+    }
+
+    fn open_for(&mut self, cooldown: Duration) {
+        self.open_until = Some(Instant::now() + cooldown);
+    }
+}
 
 /// One worker as the router sees it.
 #[derive(Debug)]
@@ -72,8 +137,8 @@ impl Drop for InFlightGuard {
 pub struct Registry {
     workers: RwLock<Arc<Vec<Arc<WorkerView>>>>,
     counters: Mutex<HashMap<String, Arc<AtomicU32>>>,
-    /// node id -> (generation seen failing, until when).
-    suspects: Mutex<HashMap<String, (u64, Instant)>>,
+    /// node id -> its breaker (workers that never failed have none).
+    breakers: Mutex<HashMap<String, Breaker>>,
     /// Woken when workers change or a request ends.
     changed: Arc<Notify>,
 }
@@ -108,11 +173,11 @@ impl Registry {
         drop(counters);
         workers.sort_by(|a, b| a.advert.node_id.cmp(&b.advert.node_id));
         {
-            let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
-            suspects.retain(|id, (generation, _)| {
+            let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+            breakers.retain(|id, breaker| {
                 workers
                     .iter()
-                    .any(|w| &w.advert.node_id == id && w.advert.generation == *generation)
+                    .any(|w| &w.advert.node_id == id && w.advert.generation == breaker.generation)
             });
         }
         *self.workers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(workers);
@@ -127,30 +192,82 @@ impl Registry {
             .clone()
     }
 
-    /// Workers that take requests now: ready and not suspect.
+    /// Workers that take requests now: ready and their breaker not open.
     pub fn routable(&self) -> Vec<Arc<WorkerView>> {
         let now = Instant::now();
-        let suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         self.all()
             .iter()
             .filter(|w| w.advert.readiness == Readiness::Ready)
-            .filter(|w| match suspects.get(&w.advert.node_id) {
-                Some((generation, until)) => *generation != w.advert.generation || *until < now,
-                None => true,
+            .filter(|w| match breakers.get(&w.advert.node_id) {
+                Some(b) if b.generation == w.advert.generation => {
+                    b.state(now) != BreakerState::Open
+                }
+                _ => true,
             })
             .cloned()
             .collect()
     }
 
-    /// Takes a worker out of routing after this router failed to reach it.
-    pub fn mark_failed(&self, worker: &WorkerAdvert) {
-        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
-        suspects.insert(
-            worker.node_id.clone(),
-            (worker.generation, Instant::now() + SUSPECT_FOR),
-        );
-        drop(suspects);
+    /// Runs `f` on the breaker of `worker`'s incarnation.
+    fn with_breaker(&self, worker: &WorkerAdvert, f: impl FnOnce(&mut Breaker)) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let breaker = breakers
+            .entry(worker.node_id.clone())
+            .or_insert_with(|| Breaker::new(worker.generation));
+        if breaker.generation != worker.generation {
+            *breaker = Breaker::new(worker.generation);
+        }
+        f(breaker);
+        drop(breakers);
         self.changed.notify_waiters();
+    }
+
+    /// Takes a worker out of routing for [`SUSPECT_FOR`] after this router failed to reach it
+    /// (or it broke the protocol).
+    pub fn mark_failed(&self, worker: &WorkerAdvert) {
+        self.with_breaker(worker, |b| {
+            b.faults = b.faults.saturating_add(1);
+            b.open_for(SUSPECT_FOR);
+        });
+    }
+
+    /// The worker failed a request by its own fault (not the caller's, not for being full):
+    /// counts towards opening its breaker, and opens a half-open one again at once.
+    pub fn record_fault(&self, worker: &WorkerAdvert) {
+        self.with_breaker(worker, |b| {
+            b.faults = b.faults.saturating_add(1);
+            let half_open = b.state(Instant::now()) == BreakerState::HalfOpen;
+            if half_open || b.faults >= FAULTS_TO_OPEN {
+                let cooldown = b.cooldown;
+                b.open_for(cooldown);
+                b.cooldown = (cooldown * 2).min(MAX_COOLDOWN);
+                tracing::warn!(worker = %worker.node_id, faults = b.faults, ?cooldown, "circuit breaker open: the worker keeps failing requests");
+            }
+        });
+    }
+
+    /// The worker served a request: its breaker closes.
+    pub fn record_success(&self, worker: &WorkerAdvert) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = breakers.get_mut(&worker.node_id) {
+            if b.generation == worker.generation && (b.faults > 0 || b.open_until.is_some()) {
+                if b.open_until.is_some() {
+                    tracing::info!(worker = %worker.node_id, "circuit breaker closed: the worker served a request");
+                }
+                *b = Breaker::new(worker.generation);
+            }
+        }
+    }
+
+    /// Each worker's breaker state and its failures in a row.
+    pub fn breakers(&self) -> HashMap<String, (BreakerState, u32)> {
+        let now = Instant::now();
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers
+            .iter()
+            .map(|(id, b)| (id.clone(), (b.state(now), b.faults)))
+            .collect()
     }
 
     /// Takes incarnation `generation` of `node_id` out of routing (its connection closed). A
@@ -273,6 +390,35 @@ mod tests {
             1,
             "a restarted worker routes again"
         );
+    }
+
+    #[test]
+    fn a_failing_worker_opens_its_breaker_and_closes_it_by_succeeding() {
+        let registry = Registry::new();
+        registry.update(vec![advert("w1", 1, "m", Readiness::Ready)]);
+        let worker = registry.routable()[0].advert.clone();
+        for _ in 1..FAULTS_TO_OPEN {
+            registry.record_fault(&worker);
+            assert_eq!(registry.routable().len(), 1, "not yet");
+        }
+        registry.record_fault(&worker);
+        assert!(registry.routable().is_empty(), "open");
+        assert_eq!(registry.breakers()["w1"].0, BreakerState::Open);
+        // Cooled down: half-open, routable; one failure opens it again, a success closes it.
+        registry.with_breaker(&worker, |b| b.open_until = Some(Instant::now()));
+        assert_eq!(registry.breakers()["w1"].0, BreakerState::HalfOpen);
+        assert_eq!(registry.routable().len(), 1);
+        registry.record_fault(&worker);
+        assert!(registry.routable().is_empty(), "open again");
+        registry.with_breaker(&worker, |b| b.open_until = Some(Instant::now()));
+        registry.record_success(&worker);
+        assert_eq!(registry.breakers()["w1"].0, BreakerState::Closed);
+        // A success in between resets the count.
+        registry.record_fault(&worker);
+        registry.record_success(&worker);
+        registry.record_fault(&worker);
+        registry.record_fault(&worker);
+        assert_eq!(registry.routable().len(), 1);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use auxot_common::chat::{ChatEvent, FinishReason};
 use auxot_common::enroll;
+use auxot_common::error::RemoteError;
 use auxot_common::join_token::JoinToken;
 use auxot_common::mesh::gossip::{Gossip, GossipConfig, DEFAULT_GOSSIP_INTERVAL};
 use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
@@ -62,6 +63,22 @@ pub fn text_flood(model: &str, chunks: usize, chunk_bytes: usize) -> Behaviour {
     Behaviour::Replies(replies)
 }
 
+/// A worker that answers every request with `error`.
+pub fn failing(model: &str, error: RemoteError) -> Behaviour {
+    Behaviour::Replies(vec![
+        WireReply::Accepted {
+            worker: "fake".into(),
+            model: model.into(),
+        },
+        WireReply::Error(error),
+    ])
+}
+
+/// A worker that answers with one short text.
+pub fn answering(model: &str) -> Behaviour {
+    text_flood(model, 1, 5)
+}
+
 /// A running fake worker; dropping it leaves the cluster and closes its endpoint.
 pub struct FakeWorker {
     pub node_id: String,
@@ -69,6 +86,7 @@ pub struct FakeWorker {
     endpoint: QuicEndpoint,
     /// Request streams it has read a request from.
     pub requests: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
 }
 
 impl FakeWorker {
@@ -139,13 +157,20 @@ impl FakeWorker {
             .set_many(&advert.signed_key_values(identity.key()))
             .await;
         let requests = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(serve(endpoint.clone(), behaviour, requests.clone()));
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        tokio::spawn(serve(endpoint.clone(), behaviour.clone(), requests.clone()));
         FakeWorker {
             node_id: node_id.to_string(),
             gossip,
             endpoint,
             requests,
+            behaviour,
         }
+    }
+
+    /// Answers the next requests with `behaviour` instead.
+    pub fn behave(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap_or_else(|p| p.into_inner()) = behaviour;
     }
 
     pub fn requests(&self) -> usize {
@@ -160,7 +185,11 @@ impl Drop for FakeWorker {
     }
 }
 
-async fn serve(endpoint: QuicEndpoint, behaviour: Behaviour, requests: Arc<AtomicUsize>) {
+async fn serve(
+    endpoint: QuicEndpoint,
+    behaviour: Arc<Mutex<Behaviour>>,
+    requests: Arc<AtomicUsize>,
+) {
     while let Some(incoming) = endpoint.inner().accept().await {
         let behaviour = behaviour.clone();
         let requests = requests.clone();
@@ -174,6 +203,7 @@ async fn serve(endpoint: QuicEndpoint, behaviour: Behaviour, requests: Arc<Atomi
                         return;
                     };
                     requests.fetch_add(1, Ordering::SeqCst);
+                    let behaviour = behaviour.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     match behaviour {
                         Behaviour::Silent => {
                             // Hold the stream open until the router gives up on it.

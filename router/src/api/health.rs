@@ -44,6 +44,12 @@ pub fn health(state: &AppState, detailed: bool) -> Response {
             "models": registry.models().into_iter().map(|m| m.id).collect::<Vec<_>>(),
             "gossip": state.gossip_stats.snapshot(),
             "request_bodies_bytes": state.bodies.in_use(),
+            // Workers this router has seen fail, and their circuit breakers.
+            "breakers": registry.breakers().into_iter().map(|(worker, (breaker, faults))| json!({
+                "worker": worker,
+                "state": breaker.as_str(),
+                "faults_in_a_row": faults,
+            })).collect::<Vec<_>>(),
             "capacity": model_workers.iter().map(|w| json!({
                 "worker": w.advert.node_id,
                 "device": w.advert.device,

@@ -6,13 +6,22 @@ use warp::reply::Response;
 
 use super::state::AppState;
 use crate::metrics::{ClusterView, CONTENT_TYPE};
+use crate::registry::BreakerState;
 
 pub fn metrics(state: &AppState) -> Response {
     let workers = state.registry().all();
+    let breakers: Vec<(String, &'static str)> = state
+        .registry()
+        .breakers()
+        .into_iter()
+        .filter(|(_, (s, _))| *s != BreakerState::Closed)
+        .map(|(worker, (s, _))| (worker, s.as_str()))
+        .collect();
     let text = state.metrics().render(&ClusterView {
         workers: &workers,
         queued: state.generator.forwarder.queued(),
         gossip: Some(&state.gossip_stats),
+        breakers: &breakers,
     });
     let mut response = Response::new(text.into());
     response

@@ -277,6 +277,7 @@ mod tests {
             workers: &[],
             queued: 0,
             gossip: None,
+            breakers: &[],
         })
     }
 

@@ -255,10 +255,14 @@ impl Forwarder {
                 Reply::Frame(WireReply::Event(ChatEvent::Error(error)))
                 | Reply::Frame(WireReply::Error(error)) => {
                     stream.mark_finished();
+                    if is_worker_fault(error.kind) {
+                        self.registry.record_fault(&worker.advert);
+                    }
                     return Attempt::from_error(error);
                 }
                 Reply::Frame(WireReply::Event(event)) => match check_event(&event) {
                     Ok(()) => {
+                        self.registry.record_success(&worker.advert);
                         stream.trace.first_output_at = Some(std::time::Instant::now());
                         stream.push_pending(event);
                         return Attempt::Done(stream);
@@ -328,8 +332,16 @@ impl Forwarder {
                 return Ok(Step::NoCandidate);
             };
             let outcome = match self.call(&worker, frame, COUNT_TIMEOUT).await {
-                Ok(WireReply::TokenCount { tokens }) => Attempt::Done(tokens),
-                Ok(WireReply::Error(error)) => Attempt::from_error(error),
+                Ok(WireReply::TokenCount { tokens }) => {
+                    self.registry.record_success(&worker.advert);
+                    Attempt::Done(tokens)
+                }
+                Ok(WireReply::Error(error)) => {
+                    if is_worker_fault(error.kind) {
+                        self.registry.record_fault(&worker.advert);
+                    }
+                    Attempt::from_error(error)
+                }
                 Ok(other) => {
                     self.registry.mark_failed(&worker.advert);
                     Attempt::Retry(RemoteError::new(
@@ -397,6 +409,15 @@ impl Forwarder {
             )),
         }
     }
+}
+
+/// Whether a worker's error is its own fault (counted by its circuit breaker): not the
+/// caller's bad request, an unknown model or tool, or a worker that is merely full.
+fn is_worker_fault(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Internal | ErrorKind::Timeout | ErrorKind::Unavailable
+    )
 }
 
 #[cfg(test)]

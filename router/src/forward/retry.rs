@@ -1,5 +1,7 @@
 //! The one retry loop: chats, token counts, tool calls and the non-streaming redo all try
 //! workers one after the other through [`retry`], each attempt told which workers were tried.
+//! Retries back off a little (25 ms, doubling, at most 400 ms, with jitter) so a cluster whose
+//! workers all fail at once is not hammered in a tight loop.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -53,7 +55,10 @@ where
 {
     let mut tried = exclude.clone();
     let mut last = None;
-    for _ in 0..max_attempts {
+    for n in 0..max_attempts {
+        if n > 0 {
+            tokio::time::sleep(backoff(n)).await;
+        }
         match attempt(tried.clone()).await? {
             Step::NoCandidate => break,
             Step::Tried { worker, outcome } => match outcome {
@@ -72,9 +77,25 @@ where
     })))
 }
 
+/// The pause before retry `n` (1 for the first retry): 25 ms doubling to 400 ms, plus up to
+/// half of it at random so routers retrying together spread out.
+pub fn backoff(n: usize) -> std::time::Duration {
+    let base = 25u64 << n.saturating_sub(1).min(4);
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    std::time::Duration::from_millis(base + jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(1) >= std::time::Duration::from_millis(25));
+        assert!(backoff(1) <= std::time::Duration::from_millis(38));
+        assert!(backoff(3) >= std::time::Duration::from_millis(100));
+        assert!(backoff(50) <= std::time::Duration::from_millis(600));
+    }
 
     #[tokio::test]
     async fn retries_other_workers_until_one_succeeds() {
