@@ -102,9 +102,18 @@ impl FakeWorker {
         let token = JoinToken::parse(join_token).expect("join token");
         let key = NodeKey::generate().expect("key");
         let request = enroll::join_request(&key, node_id, &token).expect("request");
-        let enrolled = enroll::enroll(&seed.to_string(), token.root, &request)
-            .await
-            .expect("the token enrolls");
+        // The router may still be starting: retry for a while, as a real worker does.
+        let mut tries = 0;
+        let enrolled = loop {
+            match enroll::enroll(&seed.to_string(), token.root, &request).await {
+                Ok(enrolled) => break enrolled,
+                Err(err) if tries < 100 && err.is_transient() => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("the token enrolls: {err}"),
+            }
+        };
         let identity = MeshIdentity::new(key, enrolled.chain, enrolled.root).expect("identity");
         let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let quic_socket = UdpSocket::bind(localhost).expect("bind quic");
