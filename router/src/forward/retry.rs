@@ -43,7 +43,8 @@ pub enum Step<T> {
 
 /// Runs `attempt` until it succeeds, fails for good, or `max_attempts` workers were tried. Each
 /// attempt gets the workers tried so far (starting with `exclude`) and must not use them again.
-/// A [`ForwardError`] from an attempt (an unknown model, a full cluster) ends the loop at once.
+/// A [`ForwardError`] from an attempt (an unknown model, a full cluster) ends the loop at once,
+/// except that once a worker has failed, "no worker left" ends it with that worker's error.
 pub async fn retry<T, F, Fut>(
     max_attempts: usize,
     exclude: &HashSet<String>,
@@ -59,7 +60,16 @@ where
         if n > 0 {
             tokio::time::sleep(backoff(n)).await;
         }
-        match attempt(tried.clone()).await? {
+        let step = match attempt(tried.clone()).await {
+            Ok(step) => step,
+            // The workers that failed were the only ones (now out of routing): their failure
+            // is the answer, not "no worker".
+            Err(ForwardError::NoWorkers | ForwardError::UnknownModel { .. }) if last.is_some() => {
+                break
+            }
+            Err(error) => return Err(error),
+        };
+        match step {
             Step::NoCandidate => break,
             Step::Tried { worker, outcome } => match outcome {
                 Attempt::Done(value) => return Ok(value),
