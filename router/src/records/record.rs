@@ -46,7 +46,7 @@ impl Body {
 /// An API or admin key made through the admin API (id = the key id): its hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
-    #[serde(flatten)]
+    /// Nested, not flattened: the stored key's `id` would clash with the record's.
     pub key: StoredKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
@@ -192,6 +192,33 @@ mod tests {
         assert_eq!(json["id"], "w1");
         let back: Record = serde_json::from_value(json).expect("parse");
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn key_and_usage_records_round_trip() {
+        let key = crate::keys::generate("k", crate::keys::Scope::Api)
+            .expect("key")
+            .stored;
+        for body in [
+            Body::Key(KeyRecord {
+                key: key.clone(),
+                revoked_at: Some(3),
+            }),
+            Body::Usage(UsageRecord {
+                key_id: key.id.clone(),
+                router: "r1".into(),
+                ..UsageRecord::default()
+            }),
+        ] {
+            let record = Record {
+                id: key.id.clone(),
+                version: 2,
+                body,
+            };
+            let json = serde_json::to_string(&record).expect("json");
+            let back: Record = serde_json::from_str(&json).expect(&json);
+            assert_eq!(back, record);
+        }
     }
 
     #[test]
