@@ -1,6 +1,9 @@
 //! The admin API as the command line uses it: `auxot-router keys ...`, `tokens ...`,
 //! `workers ...` and `status` talk to a running router, so a change reaches every router
-//! through replication (`keys` can also work offline on a data directory).
+//! through replication (`keys` can also work offline on a data directory). Printing the
+//! answers for the operator is this module's job, hence stdout here and nowhere else in the
+//! library.
+#![allow(clippy::print_stdout)]
 
 use anyhow::{bail, Context as _};
 use serde_json::Value;

@@ -252,12 +252,13 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\n\r\n")
             .await
             .expect("write");
-        conn.read(&mut [0u8; 64]).await.expect("read");
+        let _ = conn.read(&mut [0u8; 64]).await.expect("read");
         drop(request);
         // Idle for longer than the header timeout (but not the idle timeout) is fine...
         tokio::time::sleep(HEADER * 2).await;
         client.write_all(b"GET /h").await.expect("write");
-        conn.read(&mut [0u8; 64])
+        let _ = conn
+            .read(&mut [0u8; 64])
             .await
             .expect("first bytes of the next head");
         // ...but the head that started must end within the header timeout.
@@ -274,7 +275,7 @@ mod tests {
         let mut conn = Deadlines::new(server, timeouts(), activity.clone());
         let request = activity.enter();
         client.write_all(b"x").await.expect("write");
-        conn.read(&mut [0u8; 8]).await.expect("read");
+        let _ = conn.read(&mut [0u8; 8]).await.expect("read");
         // In flight: reads are not timed (a long generation reads nothing).
         let waited = tokio::time::timeout(IDLE * 2, conn.read(&mut [0u8; 8])).await;
         assert!(waited.is_err(), "a busy connection's read is not timed out");
