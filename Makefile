@@ -55,14 +55,22 @@ FUZZ_VENV := .venv-fuzz
 
 fuzz: fuzz-targets fuzz-http
 
-# libFuzzer writes what it finds to a scratch corpus; the seeds in fuzz/corpus/ stay as committed.
+# libFuzzer writes what it finds to a scratch corpus (kept between runs, so each run goes on from
+# the last); the seeds in fuzz/corpus/ stay as committed. A crash stops the run and leaves its
+# input in fuzz/artifacts/<target>/. Own target directory: nightly and sanitizer builds never
+# mix with the shared release build.
 fuzz-targets:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)"; exit 1; }
 	@mkdir -p fuzz/target/scratch
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p target/scratch/$$t && \
 	  CARGO_TARGET_DIR=target $(CARGO) +nightly fuzz run $$t target/scratch/$$t corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    > target/scratch/$$t.log 2>&1; rc=$$?; \
+	  echo "== $$t ($(FUZZ_SECONDS) s; whole log in fuzz/target/scratch/$$t.log)"; \
+	  grep -E '^(INFO: seed corpus|Done |stat::number_of_executed|stat::average_exec|stat::new_units|stat::peak_rss)|DONE|ERROR|SUMMARY|panicked|artifact_prefix|Test unit written' target/scratch/$$t.log; \
+	  [ $$rc = 0 ] || { echo "$$t FAILED (exit $$rc): see the log and fuzz/artifacts/$$t/"; exit 1; }; \
+	  echo "$$t: $$(ls target/scratch/$$t | wc -l) inputs in the scratch corpus"; \
 	done
 
 $(FUZZ_VENV)/.installed: tests/fuzz/requirements.txt

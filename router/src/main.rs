@@ -89,7 +89,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             name,
             ttl_hours,
         }) => {
-            let body = json!({"role": role, "name": name, "ttl_secs": ttl_hours.map(|h| h * 3600)});
+            let body = json!({"role": role, "name": name, "ttl_secs": ttl_hours.map(|h| h.saturating_mul(3600))});
             let answer = client
                 .call("POST", "/api/admin/v1/tokens", Some(body))
                 .await?;

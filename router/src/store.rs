@@ -113,7 +113,7 @@ pub fn new_token(
             name: name.to_string(),
             secret_sha256: token.secret_hash(),
             created_at: now,
-            expires_at: ttl_secs.map(|ttl| now + ttl),
+            expires_at: ttl_secs.map(|ttl| now.saturating_add(ttl)),
             revoked_at: None,
         }),
     };

@@ -181,6 +181,33 @@ struct CreateToken {
     ttl_secs: Option<u64>,
 }
 
+/// Longest a token may enroll for (ten years): the expiry is `now + ttl`, and a larger figure
+/// would be a typo, or would overflow into a token that expired before it was shown.
+pub const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The body of `POST /api/admin/v1/tokens`, checked: a role, and a lifetime in range.
+fn parse_create(body: &[u8]) -> Result<(Role, CreateToken), ApiError> {
+    let body: CreateToken = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let role = match body.role.as_str() {
+        "worker" => Role::Worker,
+        "tools" => Role::Tools,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "role: `{other}` is not one of worker, tools"
+            )))
+        }
+    };
+    if let Some(ttl) = body.ttl_secs {
+        if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+            return Err(ApiError::invalid(format!(
+                "ttl_secs: {ttl} is not between 1 and {MAX_TOKEN_TTL_SECS} (ten years); leave it out for a token that does not expire"
+            )));
+        }
+    }
+    Ok((role, body))
+}
+
 fn default_role() -> String {
     "worker".into()
 }
@@ -188,17 +215,7 @@ fn default_role() -> String {
 /// `POST /api/admin/v1/tokens`: a new join token, shown once.
 pub fn create_token(admin: &Admin, body: &[u8]) -> Response {
     respond((|| {
-        let body: CreateToken = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
-            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-        let role = match body.role.as_str() {
-            "worker" => Role::Worker,
-            "tools" => Role::Tools,
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "role: `{other}` is not one of worker, tools"
-                )))
-            }
-        };
+        let (role, body) = parse_create(body)?;
         let (token, record) = store::new_token(&admin.ca, role, &body.name, body.ttl_secs)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let id = record.id.clone();
@@ -224,4 +241,32 @@ pub fn revoke_token(admin: &Admin, id: &str) -> Response {
         }]);
         Ok(json!({"revoked": id, "revoked_at": revoked_at}))
     })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lifetime_out_of_range_is_a_400_naming_the_limit() {
+        for body in [
+            r#"{"ttl_secs": 0}"#,
+            r#"{"ttl_secs": 18446744073709551615}"#,
+            r#"{"ttl_secs": 315360001}"#,
+        ] {
+            let error = parse_create(body.as_bytes()).expect_err(body);
+            assert_eq!(error.status(DIALECT), 400, "{body}");
+            assert!(error.message.contains("ttl_secs"), "{}", error.message);
+        }
+        let (role, ok) = parse_create(br#"{"role": "tools", "ttl_secs": 3600}"#).expect("valid");
+        assert_eq!((role, ok.ttl_secs), (Role::Tools, Some(3600)));
+        let (role, ok) = parse_create(b"").expect("empty body");
+        assert_eq!((role, ok.ttl_secs), (Role::Worker, None));
+        assert_eq!(
+            parse_create(br#"{"role": "admin"}"#)
+                .expect_err("role")
+                .status(DIALECT),
+            400
+        );
+    }
 }
