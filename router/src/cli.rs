@@ -221,6 +221,16 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "p2c", env = "AUXOT_ROUTING")]
     pub routing: PolicyKind,
 
+    /// Times one generation may move to another worker when its worker dies or stalls after
+    /// output reached the caller (0: end the stream with an error instead).
+    #[arg(long, default_value_t = crate::generation::DEFAULT_MAX_CONTINUATIONS, env = "AUXOT_MAX_CONTINUATIONS")]
+    pub max_continuations: u32,
+
+    /// Seconds a worker may go silent in the middle of a generation before it counts as stalled
+    /// (and the generation continues elsewhere).
+    #[arg(long, default_value_t = 300, env = "AUXOT_WORKER_STALL_TIMEOUT_SECS")]
+    pub worker_stall_timeout_secs: u64,
+
     /// Milliseconds a request may wait for a free slot when every worker is at capacity, before
     /// it is refused with 429 (OpenAI) or 529 (Anthropic).
     #[arg(long, default_value_t = 5000, env = "AUXOT_QUEUE_TIMEOUT_MS")]
