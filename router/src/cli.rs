@@ -38,7 +38,7 @@ pub enum Command {
     /// join token.
     Setup(SetupArgs),
     /// Run a router.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Convert a data directory made by an older auxot (one shared secret) to per-node
     /// certificates; prints a new join token and an admin key.
     Migrate(MigrateArgs),

@@ -81,7 +81,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(KeysCommand::Create { data, name, admin }) => {
             let scope = if admin { Scope::Admin } else { Scope::Api };
             let key = store::add_key(&data.data_dir, &name, scope)?;

@@ -179,6 +179,7 @@ impl Policy for PrefixAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auxot_common::chat::Message;
     use auxot_common::mesh::node::{DeviceInfo, Readiness, WorkerAdvert};
     use std::sync::atomic::AtomicU32;
 
@@ -224,6 +225,85 @@ mod tests {
             counts[PowerOfTwo.select(&candidates, &ChatRequest::default())] += 1;
         }
         assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
+
+    fn conversation(system: &str, turns: &[&str]) -> ChatRequest {
+        let mut messages = vec![Message::text(Role::System, system)];
+        for (i, turn) in turns.iter().enumerate() {
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            messages.push(Message::text(role, *turn));
+        }
+        ChatRequest {
+            messages,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_prefix_key_stays_the_same_over_a_conversation() {
+        let first = conversation("be brief", &["plan a trip"]);
+        let third = conversation("be brief", &["plan a trip", "where to?", "Rome"]);
+        assert_eq!(prefix_key(&first), prefix_key(&third));
+        assert_ne!(
+            prefix_key(&first),
+            prefix_key(&conversation("be brief", &["plan a party"]))
+        );
+        assert_ne!(
+            prefix_key(&first),
+            prefix_key(&conversation("be verbose", &["plan a trip"]))
+        );
+        assert_eq!(prefix_key(&ChatRequest::default()), None);
+    }
+
+    #[test]
+    fn idle_workers_keep_each_conversation_and_share_the_conversations() {
+        let candidates: Vec<_> = (0..3).map(|i| view(&format!("w{i}"), 0, 8)).collect();
+        let mut counts = [0usize; 3];
+        for c in 0..300 {
+            let turn1 = conversation("sys", &[&format!("conversation {c}")]);
+            let turn2 = conversation("sys", &[&format!("conversation {c}"), "ok", "more"]);
+            let picked = PrefixAffinity.select(&candidates, &turn1);
+            assert_eq!(PrefixAffinity.select(&candidates, &turn2), picked);
+            counts[picked] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 60), "{counts:?}");
+    }
+
+    #[test]
+    fn a_worker_leaving_moves_only_its_own_conversations() {
+        let three: Vec<_> = (0..3).map(|i| view(&format!("w{i}"), 0, 8)).collect();
+        let two = vec![three[0].clone(), three[2].clone()];
+        for c in 0..200 {
+            let request = conversation("sys", &[&format!("conversation {c}")]);
+            let before = &three[PrefixAffinity.select(&three, &request)]
+                .advert
+                .node_id;
+            let after = &two[PrefixAffinity.select(&two, &request)].advert.node_id;
+            if before != "w1" {
+                assert_eq!(before, after, "conversation {c} moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_preferred_worker_loaded_beyond_its_share_is_passed_over() {
+        let request = conversation("sys", &["hot prefix"]);
+        let idle: Vec<_> = (0..3).map(|i| view(&format!("w{i}"), 0, 8)).collect();
+        let preferred = PrefixAffinity.select(&idle, &request);
+        // The preferred worker runs 4 while the others idle: 4 + 1 > ceil(1.25 * 5 / 3) = 3.
+        let loaded: Vec<_> = (0..3)
+            .map(|i| view(&format!("w{i}"), if i == preferred { 4 } else { 0 }, 8))
+            .collect();
+        for _ in 0..100 {
+            assert_ne!(PrefixAffinity.select(&loaded, &request), preferred);
+        }
+        // Evenly busy, it keeps the prefix: 1 + 1 <= ceil(1.25 * 4 / 3) = 2.
+        let busy: Vec<_> = (0..3).map(|i| view(&format!("w{i}"), 1, 8)).collect();
+        assert_eq!(PrefixAffinity.select(&busy, &request), preferred);
     }
 
     #[test]
