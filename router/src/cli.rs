@@ -218,7 +218,12 @@ pub struct ServeArgs {
     pub name: Option<String>,
 
     /// How to choose among workers serving a model.
-    #[arg(long, value_enum, default_value = "p2c", env = "AUXOT_ROUTING")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "prefix-affinity",
+        env = "AUXOT_ROUTING"
+    )]
     pub routing: PolicyKind,
 
     /// Times one generation may move to another worker when its worker dies or stalls after

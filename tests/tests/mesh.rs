@@ -28,10 +28,12 @@ fn synthetic(name: &str, ttft: u64, tokens: u32, rate: u32, slots: u32) -> Worke
     }
 }
 
+/// Every request here has the same prompt, so the routers use power-of-two-choices, whose spread
+/// these tests check (prefix affinity would keep the one prefix on one worker up to its bound).
 async fn two_routers_three_workers(workers: [WorkerOptions; 3]) -> Cluster {
-    let mut cluster = Cluster::with_router(&[]);
+    let mut cluster = Cluster::with_router(&["--routing", "p2c"]);
     let seed = cluster.seed();
-    cluster.start_router(&[seed], &[]);
+    cluster.start_router(&[seed], &["--routing", "p2c"]);
     // Workers join through different seeds: any node will do.
     let seeds = [seed, cluster.routers[1].gossip, seed];
     for (options, seed) in workers.into_iter().zip(seeds) {
@@ -176,6 +178,8 @@ async fn a_worker_killed_under_load_loses_no_request() {
         }
     });
     cluster.wait_active(0, "w0").await;
+    // Past the first token (300 ms): w0 is streaming when it dies.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.workers[0].signal("KILL");
     let outcomes = run.await.expect("load");
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed).collect();
@@ -195,6 +199,10 @@ async fn a_worker_killed_under_load_loses_no_request() {
         "{} requests lost to one killed worker: {:?}",
         failed.len(),
         failed.first()
+    );
+    assert!(
+        continued > 0,
+        "w0 was killed before any of its answers had started"
     );
 }
 

@@ -6,9 +6,9 @@
 //! 2. Membership: time for a joining worker to become routable on every router.
 //! 3. Routing: spread and latency with power-of-two-choices against round-robin (baseline) when
 //!    one worker is slower than the others.
-//! 4. Failover: requests failed per worker killed under load, split by whether output had
+//! 4. Gossip traffic per node per second.
+//! 5. Failover: requests failed per worker killed under load, split by whether output had
 //!    reached the client, with mid-stream continuation off (the baseline) and on.
-//! 5. Gossip traffic per node per second.
 //! 6. Prefix-affinity routing against power-of-two-choices (baseline): multi-turn conversations
 //!    over 3 workers whose synthetic engine models a prefix cache (a prompt prefix computed
 //!    recently costs no prefill); time to first token and cache-hit rate.
@@ -253,6 +253,27 @@ async fn kill_under_load(
     })
 }
 
+/// A synthetic worker whose answers stream for a second (40 tokens at 40 per second).
+fn streaming(name: &str) -> WorkerOptions {
+    WorkerOptions {
+        synthetic: true,
+        name: Some(name.into()),
+        args: [
+            "--synthetic-ttft-ms",
+            "50",
+            "--synthetic-tokens",
+            "40",
+            "--synthetic-tokens-per-sec",
+            "40",
+            "--max-seqs",
+            "64",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    }
+}
+
 /// A synthetic worker whose engine models a prefix cache: 5 ms to first token plus 200 us of
 /// prefill per prompt token it has not cached; 4096 conversation prefixes, enough for every
 /// conversation of a run, so routing alone decides the hits.
@@ -405,46 +426,7 @@ async fn main() -> anyhow::Result<()> {
         ms(quantile(&affinity, 0.99)) / ms(quantile(&p2c, 0.99))
     );
 
-    // 4. Failover: a worker killed under streaming and non-streaming load, first through a
-    // router with continuation off (the baseline: streams with output end with an error), then
-    // through routers with it on. A router that carries no traffic learns of the deaths only
-    // through gossip.
-    let before = cluster.start_router(&[seed], &["--routing", "p2c", "--max-continuations", "0"]);
-    cluster.start_router(&[seed], &["--routing", "p2c"]);
-    let observer = cluster.routers.len() - 1;
-    cluster.wait_workers(before, 3).await;
-    cluster.wait_workers(observer, 3).await;
-    let off = kill_under_load(&mut cluster, &[before], "w1", observer).await?;
-    cluster.start_worker(seed, synthetic("w3", 20));
-    for router in [0, 1] {
-        cluster
-            .wait_health(router, Duration::from_secs(60), |h| {
-                let listed = |name: &str| {
-                    h["capacity"]
-                        .as_array()
-                        .is_some_and(|ws| ws.iter().any(|w| w["worker"] == name))
-                };
-                listed("w3") && !listed("w1")
-            })
-            .await;
-    }
-    let on = kill_under_load(&mut cluster, &[0, 1], "w3", observer).await?;
-    println!("4. one worker killed (SIGKILL) under load (1 in 3 requests non-streaming)");
-    for (label, run) in [
-        ("continuation off (baseline)", &off),
-        ("continuation on", &on),
-    ] {
-        println!(
-            "   {label}: {} requests, {} failed ({} after output had reached the client, {} before); {} served by the killed worker completed",
-            run.requests, run.failed, run.failed_started, run.failed - run.failed_started, run.victim_completed
-        );
-    }
-    println!(
-        "   a router that never talked to the killed worker dropped it through gossip after {:.2} s\n",
-        on.gossip_removal.as_secs_f64()
-    );
-
-    // 5. Gossip traffic.
+    // 4. Gossip traffic.
     let window = Duration::from_secs(10);
     let first = health(&cluster, 0).await;
     tokio::time::sleep(window).await;
@@ -460,7 +442,52 @@ async fn main() -> anyhow::Result<()> {
             .map(|w| w.is_running())
             .filter(|running| *running)
             .count();
-    println!("5. gossip traffic at router 0 with {nodes} live nodes: {:.0} bytes/s sent+received (sealed UDP)\n", (bytes(&second) - bytes(&first)) / window.as_secs_f64());
+    println!("4. gossip traffic at router 0 with {nodes} live nodes: {:.0} bytes/s sent+received (sealed UDP)\n", (bytes(&second) - bytes(&first)) / window.as_secs_f64());
+    drop(cluster);
+
+    // 5. Failover, on a cluster of its own whose answers stream for a second: a worker killed
+    // under streaming and non-streaming load, first through a router with continuation off (the
+    // baseline: streams with output end with an error), then through one with it on. A router
+    // that carries no traffic learns of the deaths only through gossip.
+    let mut cluster = Cluster::with_router(&["--routing", "p2c", "--max-continuations", "0"]);
+    let seed = cluster.seed();
+    let after = cluster.start_router(&[seed], &["--routing", "p2c"]);
+    let observer = cluster.start_router(&[seed], &[]);
+    for name in ["k0", "k1", "k2"] {
+        cluster.start_worker(seed, streaming(name));
+    }
+    for router in [0, after, observer] {
+        cluster.wait_workers(router, 3).await;
+    }
+    let off = kill_under_load(&mut cluster, &[0], "k0", observer).await?;
+    cluster.start_worker(seed, streaming("k3"));
+    for router in [0, after] {
+        cluster
+            .wait_health(router, Duration::from_secs(60), |h| {
+                let listed = |name: &str| {
+                    h["capacity"]
+                        .as_array()
+                        .is_some_and(|ws| ws.iter().any(|w| w["worker"] == name))
+                };
+                listed("k3") && !listed("k0")
+            })
+            .await;
+    }
+    let on = kill_under_load(&mut cluster, &[after], "k1", observer).await?;
+    println!("5. one of 3 workers killed (SIGKILL) under load: answers of 40 tokens streamed over 1 s, 1 in 3 requests non-streaming");
+    for (label, run) in [
+        ("continuation off (baseline)", &off),
+        ("continuation on", &on),
+    ] {
+        println!(
+            "   {label}: {} requests, {} failed ({} after output had reached the client, {} before); {} that the killed worker had taken completed",
+            run.requests, run.failed, run.failed_started, run.failed - run.failed_started, run.victim_completed
+        );
+    }
+    println!(
+        "   a router that never talked to the killed worker dropped it through gossip after {:.2} s\n",
+        on.gossip_removal.as_secs_f64()
+    );
     drop(cluster);
 
     // 6. Prefix affinity against P2C, on a fresh cluster of 3 caching workers.
