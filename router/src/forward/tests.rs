@@ -516,3 +516,35 @@ async fn without_continuations_left_a_lost_worker_ends_the_stream_with_its_error
         assert_eq!(*transport.sent.lock().expect("lock"), ["w1"]);
     }
 }
+
+#[tokio::test]
+async fn a_worker_that_stalls_after_output_is_cancelled_and_continued_elsewhere() {
+    use crate::generation::continuation::Continuing;
+    let stalls = Script::Replies {
+        replies: vec![accepted(), text("Hel")],
+        finish: false,
+    };
+    let (fwd, transport) = forwarder(
+        &[("w1", 4, stalls), ("w2", 4, answer("lo"))],
+        AdmissionLimits::default(),
+    );
+    let fwd = fwd.with_timeouts(ForwardTimeouts {
+        stall: std::time::Duration::from_millis(200),
+        ..ForwardTimeouts::default()
+    });
+    let generator = generator(fwd, 1);
+    let stream = generator.forwarder.chat(&request()).await.expect("stream");
+    let mut source = Continuing::new(generator.clone(), request(), stream);
+    let events = drain_source(&mut source).await;
+    assert_eq!(texts(&events), "Hello");
+    assert!(
+        matches!(events.last(), Some(ChatEvent::Finish { .. })),
+        "{events:?}"
+    );
+    assert_eq!(*transport.sent.lock().expect("lock"), ["w1", "w2"]);
+    assert_eq!(
+        transport.cancelled.load(Ordering::SeqCst),
+        1,
+        "the stalled worker is told to stop"
+    );
+}
