@@ -40,6 +40,12 @@ pub struct ChatRequest {
     /// id as the router's (and as the caller's `x-request-id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The last message is an assistant turn cut short (its worker was lost mid-generation) that
+    /// the engine continues instead of opening a new turn: see [`ChatRequest::partial_turn`].
+    /// Only sent to workers whose model advertises
+    /// [`ModelInfo::continues`](crate::mesh::node::ModelInfo::continues).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_final: bool,
 }
 
 impl ChatRequest {
@@ -52,6 +58,24 @@ impl ChatRequest {
     /// True when an image is still given by URL: the router fetches those before forwarding.
     pub fn has_unresolved_images(&self) -> bool {
         self.parts().any(|p| matches!(p, Part::ImageUrl { .. }))
+    }
+
+    /// For a continuation ([`ChatRequest::continue_final`]): the conversation before the cut
+    /// turn, and the cut assistant turn, whose parts are the output the caller already has.
+    ///
+    /// The engine emits only what follows, as if the generation had never stopped: more text,
+    /// more argument fragments of the last call at its index (with no `id` or `name` again), new
+    /// calls at the following indexes. `max_tokens` covers the whole turn, the cut part
+    /// included, and so does the completion count of its `Usage`; its prompt count is the
+    /// conversation's alone.
+    pub fn partial_turn(&self) -> Result<Option<(&[Message], &Message)>, String> {
+        if !self.continue_final {
+            return Ok(None);
+        }
+        match self.messages.split_last() {
+            Some((last, before)) if last.role == Role::Assistant => Ok(Some((before, last))),
+            _ => Err("a continuation must end with the assistant turn it continues".into()),
+        }
     }
 
     fn parts(&self) -> impl Iterator<Item = &Part> {

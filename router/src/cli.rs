@@ -33,14 +33,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-// Parsed once at start-up; boxing `serve`'s many flags would buy nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create a new cluster in the data directory and print its first API key, admin key and
     /// join token.
     Setup(SetupArgs),
     /// Run a router.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Convert a data directory made by an older auxot (one shared secret) to per-node
     /// certificates; prints a new join token and an admin key.
     Migrate(MigrateArgs),
@@ -272,8 +270,23 @@ pub struct ServeArgs {
     pub name: Option<String>,
 
     /// How to choose among workers serving a model.
-    #[arg(long, value_enum, default_value = "p2c", env = "AUXOT_ROUTING")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "prefix-affinity",
+        env = "AUXOT_ROUTING"
+    )]
     pub routing: PolicyKind,
+
+    /// Times one generation may move to another worker when its worker dies or stalls after
+    /// output reached the caller (0: end the stream with an error instead).
+    #[arg(long, default_value_t = crate::generation::DEFAULT_MAX_CONTINUATIONS, env = "AUXOT_MAX_CONTINUATIONS")]
+    pub max_continuations: u32,
+
+    /// Seconds a worker may go silent in the middle of a generation before it counts as stalled
+    /// (and the generation continues elsewhere).
+    #[arg(long, default_value_t = 300, env = "AUXOT_WORKER_STALL_TIMEOUT_SECS")]
+    pub worker_stall_timeout_secs: u64,
 
     /// Milliseconds a request may wait for a free slot when every worker is at capacity, before
     /// it is refused with 429 (OpenAI) or 529 (Anthropic).

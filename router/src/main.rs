@@ -80,7 +80,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(command) => auxot_router::client::keys(command).await,
         Command::Status { client } => auxot_router::client::status(&client).await,
         Command::Tokens(TokensCommand::Create {

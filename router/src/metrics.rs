@@ -94,6 +94,7 @@ pub struct Metrics {
     queued: IntGauge,
     refusals: IntCounterVec,
     failovers: IntCounterVec,
+    continuations: IntCounterVec,
     key_checks: IntCounterVec,
     tool_calls: IntCounterVec,
     key_requests: IntCounterVec,
@@ -240,6 +241,14 @@ impl Metrics {
                     "auxot_router_failovers_total",
                     "Workers given up on (unreachable, failed, full, lost) before another served the request.",
                     &["route"],
+                )?,
+            )?,
+            continuations: register(
+                &r,
+                counter_vec(
+                    "auxot_router_continuations_total",
+                    "Generations whose worker was lost after output reached the caller, by outcome (continued on another worker, or failed: the stream ended with an error).",
+                    &["outcome"],
                 )?,
             )?,
             key_checks: register(
@@ -446,6 +455,11 @@ impl Metrics {
     }
 
     /// A mesh tool call the router ran, by outcome (`ok`, or the error's kind).
+    /// A generation lost its worker mid-way and was `continued` elsewhere, or `failed`.
+    pub fn continuation(&self, outcome: &'static str) {
+        self.continuations.with_label_values(&[outcome]).inc();
+    }
+
     pub fn tool_called(&self, tool: &str, outcome: &str) {
         self.tool_calls.with_label_values(&[tool, outcome]).inc();
     }

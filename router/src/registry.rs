@@ -317,6 +317,7 @@ impl Registry {
                     .and_modify(|m| {
                         m.vision |= model.vision;
                         m.reasoning |= model.reasoning;
+                        m.continues |= model.continues;
                         m.context_length = m.context_length.max(model.context_length);
                     })
                     .or_insert_with(|| model.clone());
@@ -349,6 +350,7 @@ mod tests {
                 context_length: Some(2048),
                 vision: false,
                 reasoning: false,
+                continues: false,
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

@@ -423,7 +423,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         .with_timeouts(ForwardTimeouts {
             first_frame: Duration::from_millis(args.worker_first_frame_timeout_ms.max(1)),
             first_output: Duration::from_secs(args.first_output_timeout_secs.max(1)),
-            ..ForwardTimeouts::default()
+            stall: Duration::from_secs(args.worker_stall_timeout_secs.max(1)),
         });
     let generator = Generator::new(
         forwarder,
@@ -432,6 +432,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
         },
     )
     .with_mesh_tools(args.mesh_tools, args.max_tool_rounds)
+    .with_max_continuations(args.max_continuations)
     .with_metrics(metrics);
     let keys = records.effective_keys(data.keys);
     let admin = Admin {

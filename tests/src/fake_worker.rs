@@ -156,6 +156,7 @@ impl FakeWorker {
                 context_length: Some(2048),
                 vision: false,
                 reasoning: false,
+                continues: false,
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod conversations;
 pub mod fake_worker;
 pub mod http_fixture;
 pub mod load;

@@ -204,6 +204,7 @@ async fn spawn_node(
         context_length: Some(32_768),
         vision: false,
         reasoning: true,
+        continues: false,
     };
     let device = DeviceInfo {
         kind: "cuda".into(),

@@ -1,7 +1,7 @@
 //! Two routers and three workers (synthetic engine) as real processes: load spreads, a worker
-//! killed under load fails no request that had not started streaming, a drained worker loses
-//! nothing, a joining worker gets traffic from both routers, cancellation reaches the worker
-//! across routers, and a restarted worker is not evicted by its old incarnation.
+//! killed under load loses no request (streams it had started continue elsewhere), a drained
+//! worker loses nothing, a joining worker gets traffic from both routers, cancellation reaches
+//! the worker across routers, and a restarted worker is not evicted by its old incarnation.
 
 use std::time::Duration;
 
@@ -28,10 +28,12 @@ fn synthetic(name: &str, ttft: u64, tokens: u32, rate: u32, slots: u32) -> Worke
     }
 }
 
+/// Every request here has the same prompt, so the routers use power-of-two-choices, whose spread
+/// these tests check (prefix affinity would keep the one prefix on one worker up to its bound).
 async fn two_routers_three_workers(workers: [WorkerOptions; 3]) -> Cluster {
-    let mut cluster = Cluster::with_router(&[]);
+    let mut cluster = Cluster::with_router(&["--routing", "p2c"]);
     let seed = cluster.seed();
-    cluster.start_router(&[seed], &[]);
+    cluster.start_router(&[seed], &["--routing", "p2c"]);
     // Workers join through different seeds: any node will do.
     let seeds = [seed, cluster.routers[1].gossip, seed];
     for (options, seed) in workers.into_iter().zip(seeds) {
@@ -140,7 +142,7 @@ async fn load_spreads_joins_and_cancels_across_routers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_under_load_fails_no_request_that_had_not_started() {
+async fn a_worker_killed_under_load_loses_no_request() {
     let cluster = two_routers_three_workers([
         synthetic("w0", 300, 20, 40, 16),
         synthetic("w1", 300, 20, 40, 16),
@@ -176,32 +178,32 @@ async fn a_worker_killed_under_load_fails_no_request_that_had_not_started() {
         }
     });
     cluster.wait_active(0, "w0").await;
+    // Past the first token (300 ms): w0 is streaming when it dies.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.workers[0].signal("KILL");
     let outcomes = run.await.expect("load");
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed).collect();
-    let failed_before_start: Vec<&&Outcome> = failed.iter().filter(|o| !o.started).collect();
+    let continued = outcomes
+        .iter()
+        .filter(|o| o.worker == "w0" && !o.failed)
+        .count();
     println!(
-        "killed a worker under load: {} requests, {} failed (all after streaming had started), per worker {:?}",
+        "killed a worker under load: {} requests, {} failed, {continued} that w0 had started completed elsewhere, per worker {:?}",
         outcomes.len(),
         failed.len(),
         by_worker(&outcomes)
     );
+    // Streams that had output continue on another worker; the others are retried.
     assert!(
-        failed_before_start.is_empty(),
-        "requests failed before any output reached the client: {:?}",
-        failed_before_start.first()
+        failed.is_empty(),
+        "{} requests lost to one killed worker: {:?}",
+        failed.len(),
+        failed.first()
     );
-    for outcome in &failed {
-        assert_eq!(
-            outcome.worker, "w0",
-            "only streams on the killed worker may fail: {outcome:?}"
-        );
-        assert!(
-            outcome.detail.contains("lost the worker"),
-            "a failed stream must end with an error event: {}",
-            outcome.detail
-        );
-    }
+    assert!(
+        continued > 0,
+        "w0 was killed before any of its answers had started"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

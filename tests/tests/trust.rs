@@ -249,6 +249,7 @@ async fn adverts_out_of_range_or_unsigned_are_ignored() {
                 context_length: None,
                 vision: false,
                 reasoning: false,
+                continues: false,
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

@@ -118,6 +118,19 @@ pub struct JoinArgs {
     #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TOKENS, env = "AUXOT_SYNTHETIC_TOKENS")]
     pub synthetic_tokens: u32,
 
+    /// Synthetic engine: microseconds of prefill per prompt token not in its modelled prefix
+    /// cache (0: prompts cost nothing).
+    #[arg(
+        long,
+        default_value_t = 0,
+        env = "AUXOT_SYNTHETIC_PREFILL_US_PER_TOKEN"
+    )]
+    pub synthetic_prefill_us_per_token: u64,
+
+    /// Synthetic engine: conversation prefixes its modelled prefix cache holds (0: no cache).
+    #[arg(long, default_value_t = 0, env = "AUXOT_SYNTHETIC_PREFIX_CACHE")]
+    pub synthetic_prefix_cache: usize,
+
     /// Tools configuration file (TOML); the worker then also serves those tools.
     #[arg(long, env = "AUXOT_TOOLS")]
     pub tools: Option<PathBuf>,
@@ -194,6 +207,8 @@ impl JoinArgs {
             synthetic_ttft: Duration::from_millis(self.synthetic_ttft_ms),
             synthetic_tokens_per_sec: self.synthetic_tokens_per_sec,
             synthetic_tokens: self.synthetic_tokens,
+            synthetic_prefill_per_token: Duration::from_micros(self.synthetic_prefill_us_per_token),
+            synthetic_prefix_cache: self.synthetic_prefix_cache,
             tools: self.tools,
             advertise_host: self.advertise_host,
             node_name: self.name,

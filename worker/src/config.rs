@@ -62,6 +62,10 @@ pub struct WorkerConfig {
     pub synthetic_tokens_per_sec: f64,
     /// Synthetic engine: tokens per answer.
     pub synthetic_tokens: u32,
+    /// Synthetic engine: prefill time per prompt token its modelled prefix cache misses.
+    pub synthetic_prefill_per_token: Duration,
+    /// Synthetic engine: conversation prefixes its modelled prefix cache holds (0: none).
+    pub synthetic_prefix_cache: usize,
     /// Tools configuration file (TOML): the worker then also serves those tools.
     pub tools: Option<PathBuf>,
     /// Host or IP other nodes reach this one at (default: the bound address, or the address of
@@ -93,6 +97,11 @@ impl std::fmt::Debug for WorkerConfig {
             .field("synthetic_ttft", &self.synthetic_ttft)
             .field("synthetic_tokens_per_sec", &self.synthetic_tokens_per_sec)
             .field("synthetic_tokens", &self.synthetic_tokens)
+            .field(
+                "synthetic_prefill_per_token",
+                &self.synthetic_prefill_per_token,
+            )
+            .field("synthetic_prefix_cache", &self.synthetic_prefix_cache)
             .field("tools", &self.tools)
             .field("advertise_host", &self.advertise_host)
             .field("node_name", &self.node_name)
@@ -120,6 +129,8 @@ impl WorkerConfig {
             synthetic_ttft: Duration::from_millis(DEFAULT_SYNTHETIC_TTFT_MS),
             synthetic_tokens_per_sec: DEFAULT_SYNTHETIC_TOKENS_PER_SEC,
             synthetic_tokens: DEFAULT_SYNTHETIC_TOKENS,
+            synthetic_prefill_per_token: Duration::ZERO,
+            synthetic_prefix_cache: 0,
             tools: None,
             advertise_host: None,
             node_name: None,

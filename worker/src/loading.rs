@@ -117,6 +117,8 @@ async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn En
                 tokens_per_second: config.synthetic_tokens_per_sec,
                 tokens: config.synthetic_tokens,
                 capacity: u32::try_from(max_seqs).unwrap_or(u32::MAX),
+                prefill_per_token: config.synthetic_prefill_per_token,
+                prefix_cache: config.synthetic_prefix_cache,
             })
             .map_err(anyhow::Error::msg)?;
             Ok(Some(Arc::new(engine)))

@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use crate::engine::PrefixCacheStats;
+
 use prometheus::core::Collector;
 use prometheus::{
     Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -71,6 +73,8 @@ pub struct WorkerView {
     pub phase: Phase,
     pub in_flight: u32,
     pub capacity: u32,
+    /// The engine's prefix-cache totals, where it reports them (the synthetic engine's model).
+    pub prefix_cache: Option<PrefixCacheStats>,
 }
 
 /// Every metric of one worker.
@@ -88,6 +92,8 @@ pub struct Metrics {
     state: IntGaugeVec,
     load_seconds: Gauge,
     downloaded: IntGauge,
+    cache_lookups: IntCounterVec,
+    cache_tokens: IntCounterVec,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> prometheus::Result<C> {
@@ -223,6 +229,26 @@ impl Metrics {
                     "Bytes of the model in the Hugging Face cache so far (0 for local files).",
                 )?,
             )?,
+            cache_lookups: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "auxot_worker_prefix_cache_lookups_total",
+                        "Prompts looked up in the engine's prefix cache, by result (hit: some prefix was cached), where the engine reports it.",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            cache_tokens: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "auxot_worker_prefix_cache_tokens_total",
+                        "Prompt tokens found in the engine's prefix cache (cached) or computed, where the engine reports it.",
+                    ),
+                    &["result"],
+                )?,
+            )?,
             registry: r,
         })
     }
@@ -283,6 +309,22 @@ impl Metrics {
     pub fn render(&self, view: &WorkerView) -> String {
         self.in_flight.set(i64::from(view.in_flight));
         self.capacity.set(i64::from(view.capacity));
+        if let Some(cache) = view.prefix_cache {
+            // The engine keeps running totals: the counters catch up with them.
+            let catch_up = |vec: &IntCounterVec, label: &str, total: u64| {
+                let counter = vec.with_label_values(&[label]);
+                counter.inc_by(total.saturating_sub(counter.get()));
+            };
+            catch_up(&self.cache_lookups, "hit", cache.hits);
+            catch_up(
+                &self.cache_lookups,
+                "miss",
+                cache.lookups - cache.hits.min(cache.lookups),
+            );
+            catch_up(&self.cache_tokens, "cached", cache.cached_tokens);
+            let computed = cache.prompt_tokens.saturating_sub(cache.cached_tokens);
+            catch_up(&self.cache_tokens, "computed", computed);
+        }
         for phase in [Phase::Loading, Phase::Ready, Phase::Draining, Phase::Failed] {
             self.state
                 .with_label_values(&[phase.as_str()])
@@ -323,6 +365,12 @@ mod tests {
             phase: Phase::Ready,
             in_flight: 2,
             capacity: 8,
+            prefix_cache: Some(PrefixCacheStats {
+                lookups: 4,
+                hits: 3,
+                prompt_tokens: 100,
+                cached_tokens: 60,
+            }),
         });
         for line in [
             "auxot_worker_requests_total{op=\"chat\",outcome=\"ok\"} 1",
@@ -333,6 +381,8 @@ mod tests {
             "auxot_worker_capacity 8",
             "auxot_worker_state{state=\"ready\"} 1",
             "auxot_worker_state{state=\"loading\"} 0",
+            "auxot_worker_prefix_cache_lookups_total{result=\"hit\"} 3",
+            "auxot_worker_prefix_cache_tokens_total{result=\"computed\"} 40",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

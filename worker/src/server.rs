@@ -81,14 +81,15 @@ impl WorkerState {
 
     /// The metrics' text exposition, with the current figures.
     pub fn render_metrics(&self) -> String {
-        let capacity = match self.engine.get() {
-            Some(Some(engine)) => engine.capacity(),
-            _ => 0,
+        let (capacity, prefix_cache) = match self.engine.get() {
+            Some(Some(engine)) => (engine.capacity(), engine.prefix_cache()),
+            _ => (0, None),
         };
         self.metrics.render(&metrics::WorkerView {
             phase: self.phase(),
             in_flight: self.in_flight(),
             capacity,
+            prefix_cache,
         })
     }
 

@@ -85,6 +85,11 @@ pub struct ModelInfo {
     /// Produces reasoning separately from the answer.
     #[serde(default)]
     pub reasoning: bool,
+    /// Can continue an assistant turn cut short on another worker
+    /// ([`ChatRequest::continue_final`](crate::chat::ChatRequest::continue_final)); a router
+    /// sends continuations only to such workers (older workers would start a new turn).
+    #[serde(default)]
+    pub continues: bool,
 }
 
 /// Where a worker computes.
@@ -351,6 +356,7 @@ mod tests {
                 context_length: Some(4096),
                 vision: true,
                 reasoning: false,
+                continues: false,
             }],
             tools: vec![ToolInfo {
                 name: "web_fetch".into(),

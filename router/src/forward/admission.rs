@@ -104,7 +104,7 @@ impl Admission {
             let with_room: Vec<Arc<WorkerView>> =
                 candidates.into_iter().filter(|w| w.has_room()).collect();
             if !with_room.is_empty() {
-                return Ok(Some(with_room[policy.select(&with_room)].clone()));
+                return Ok(Some(with_room[policy.select(&with_room, request)].clone()));
             }
             if place.is_none() {
                 if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {

@@ -1,5 +1,6 @@
 //! Which workers could serve a request: the model (or any, for `auto`), images only on vision
-//! models, tools only on tools workers that have the tool.
+//! models, continuations only on engines that continue, tools only on tools workers that have
+//! the tool.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -44,6 +45,16 @@ pub fn for_chat(
         if fitting.is_empty() {
             return Err(ForwardError::NoVision(request.model.clone()));
         }
+    }
+    if request.continue_final {
+        // Only an engine that says it can continue a cut turn gets one: another would answer
+        // it as a new turn, and the caller would read the answer twice.
+        fitting.retain(|w| {
+            w.advert
+                .models
+                .iter()
+                .any(|m| m.continues && m.id == request.model)
+        });
     }
     fitting.retain(|w| !tried.contains(&w.advert.node_id));
     Ok(fitting)

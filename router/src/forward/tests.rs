@@ -28,6 +28,8 @@ enum Script {
 struct Scripted {
     scripts: HashMap<String, Script>,
     sent: Mutex<Vec<String>>,
+    /// The requests sent, in order.
+    frames: Mutex<Vec<WireRequest>>,
     cancelled: Arc<AtomicUsize>,
 }
 
@@ -60,9 +62,11 @@ impl WorkerTransport for Scripted {
     async fn send(
         &self,
         worker: &WorkerAdvert,
-        _frame: &[u8],
+        frame: &[u8],
     ) -> Result<Box<dyn ReplyStream>, String> {
         self.sent.lock().expect("lock").push(worker.node_id.clone());
+        let request = serde_json::from_slice(&frame[4..]).expect("a request frame");
+        self.frames.lock().expect("lock").push(request);
         match self.scripts.get(&worker.node_id) {
             None | Some(Script::Unreachable) => Err("connection refused".into()),
             Some(Script::Replies { replies, finish }) => Ok(Box::new(ScriptedReplies {
@@ -79,7 +83,7 @@ impl WorkerTransport for Scripted {
 struct First;
 
 impl Policy for First {
-    fn select(&self, _: &[Arc<WorkerView>]) -> usize {
+    fn select(&self, _: &[Arc<WorkerView>], _: &ChatRequest) -> usize {
         0
     }
 }
@@ -95,6 +99,7 @@ fn advert(id: &str, capacity: u32) -> WorkerAdvert {
             context_length: None,
             vision: false,
             reasoning: false,
+            continues: true,
         }],
         tools: Vec::new(),
         device: DeviceInfo::cpu(),
@@ -386,4 +391,160 @@ async fn a_tool_call_index_beyond_any_request_is_a_worker_fault() {
         .map(|w| w.advert.node_id.clone())
         .collect();
     assert_eq!(routable, ["w2"], "the misbehaving worker is suspect");
+}
+
+fn generator(fwd: Forwarder, max_continuations: u32) -> Arc<crate::generation::Generator> {
+    let policy = crate::generation::images::FetchPolicy {
+        allow_private: false,
+    };
+    Arc::new(
+        crate::generation::Generator::new(fwd, policy).with_max_continuations(max_continuations),
+    )
+}
+
+async fn drain_source(source: &mut impl crate::generation::source::EventSource) -> Vec<ChatEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = source.next().await {
+        events.push(event);
+    }
+    events
+}
+
+#[tokio::test]
+async fn a_worker_lost_after_output_is_continued_on_another_with_the_cut_turn() {
+    use crate::generation::continuation::Continuing;
+    let cut = Script::Replies {
+        replies: vec![
+            accepted(),
+            WireReply::Event(ChatEvent::PromptTokens { tokens: 4 }),
+            text("Hel"),
+            text("lo"),
+        ],
+        finish: true,
+    };
+    let rest = Script::Replies {
+        replies: vec![
+            accepted(),
+            WireReply::Event(ChatEvent::PromptTokens { tokens: 9 }),
+            text(" world"),
+            WireReply::Event(ChatEvent::Usage(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 3,
+            })),
+            WireReply::Event(ChatEvent::Finish {
+                reason: FinishReason::Stop,
+                stop_sequence: None,
+            }),
+        ],
+        finish: true,
+    };
+    let (fwd, transport) = forwarder(
+        &[("w1", 4, cut), ("w2", 4, rest)],
+        AdmissionLimits::default(),
+    );
+    let generator = generator(fwd, 2);
+    let stream = generator.forwarder.chat(&request()).await.expect("stream");
+    let mut source = Continuing::new(generator.clone(), request(), stream);
+    let events = drain_source(&mut source).await;
+    assert_eq!(
+        events,
+        vec![
+            ChatEvent::PromptTokens { tokens: 4 },
+            ChatEvent::Text { text: "Hel".into() },
+            ChatEvent::Text { text: "lo".into() },
+            ChatEvent::Text {
+                text: " world".into()
+            },
+            ChatEvent::Usage(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 3
+            }),
+            ChatEvent::Finish {
+                reason: FinishReason::Stop,
+                stop_sequence: None
+            },
+        ],
+        "one stream, one prompt count, one finish"
+    );
+    assert_eq!(source.worker(), "w1");
+    let frames = transport.frames.lock().expect("lock");
+    let WireRequest::Chat(continued) = &frames[1] else {
+        panic!("a chat: {:?}", frames[1]);
+    };
+    assert!(continued.continue_final);
+    assert_eq!(continued.model, "m", "the same model, not `auto` again");
+    assert_eq!(
+        continued.messages,
+        vec![
+            Message::text(Role::User, "hi"),
+            Message::text(Role::Assistant, "Hello")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_continuations_left_a_lost_worker_ends_the_stream_with_its_error() {
+    use crate::generation::continuation::Continuing;
+    let cut = Script::Replies {
+        replies: vec![
+            accepted(),
+            text("Hel"),
+            WireReply::Event(ChatEvent::Usage(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 1,
+            })),
+        ],
+        finish: true,
+    };
+    for (max, second) in [(0, answer("never")), (2, answer("never"))] {
+        let (fwd, transport) = forwarder(
+            &[("w1", 4, cut.clone()), ("w2", 4, second)],
+            AdmissionLimits::default(),
+        );
+        let generator = generator(fwd, max);
+        let stream = generator.forwarder.chat(&request()).await.expect("stream");
+        let mut source = Continuing::new(generator.clone(), request(), stream);
+        let events = drain_source(&mut source).await;
+        // With no continuation left, or after the worker's usage (its generation was over bar
+        // the finish), the loss is the caller's error; the usage of a cut answer is not given.
+        assert_eq!(texts(&events), "Hel");
+        assert!(
+            matches!(events.last(), Some(ChatEvent::Error(e)) if e.message.contains("lost the worker")),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, ChatEvent::Usage(_))));
+        assert_eq!(*transport.sent.lock().expect("lock"), ["w1"]);
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_stalls_after_output_is_cancelled_and_continued_elsewhere() {
+    use crate::generation::continuation::Continuing;
+    let stalls = Script::Replies {
+        replies: vec![accepted(), text("Hel")],
+        finish: false,
+    };
+    let (fwd, transport) = forwarder(
+        &[("w1", 4, stalls), ("w2", 4, answer("lo"))],
+        AdmissionLimits::default(),
+    );
+    let fwd = fwd.with_timeouts(ForwardTimeouts {
+        stall: std::time::Duration::from_millis(200),
+        ..ForwardTimeouts::default()
+    });
+    let generator = generator(fwd, 1);
+    let stream = generator.forwarder.chat(&request()).await.expect("stream");
+    let mut source = Continuing::new(generator.clone(), request(), stream);
+    let events = drain_source(&mut source).await;
+    assert_eq!(texts(&events), "Hello");
+    assert!(
+        matches!(events.last(), Some(ChatEvent::Finish { .. })),
+        "{events:?}"
+    );
+    assert_eq!(*transport.sent.lock().expect("lock"), ["w1", "w2"]);
+    assert_eq!(
+        transport.cancelled.load(Ordering::SeqCst),
+        1,
+        "the stalled worker is told to stop"
+    );
 }

@@ -7,6 +7,9 @@ use super::images::FetchPolicy;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 
+/// Default of `--max-continuations`.
+pub const DEFAULT_MAX_CONTINUATIONS: u32 = 2;
+
 /// What generations need: the forwarder and the router's generation settings.
 pub struct Generator {
     pub forwarder: Forwarder,
@@ -16,6 +19,8 @@ pub struct Generator {
     pub mesh_tools_by_default: bool,
     /// Tool rounds the router runs for one request.
     pub max_tool_rounds: u32,
+    /// Times one generation may move to another worker after its worker was lost mid-way.
+    pub max_continuations: u32,
     /// The router's metrics (tool calls are counted where they are run).
     pub metrics: Arc<Metrics>,
 }
@@ -27,6 +32,7 @@ impl Generator {
             image_policy,
             mesh_tools_by_default: false,
             max_tool_rounds: 4,
+            max_continuations: DEFAULT_MAX_CONTINUATIONS,
             metrics: Arc::default(),
         }
     }
@@ -34,6 +40,12 @@ impl Generator {
     /// Records into `metrics` (a fresh registry otherwise).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Sets how often one generation may be continued on another worker (0: never).
+    pub fn with_max_continuations(mut self, max: u32) -> Self {
+        self.max_continuations = max;
         self
     }
 

@@ -1,6 +1,7 @@
 //! The steps every chat request takes, whatever its dialect: check that some worker can serve
-//! it, fetch images given by URL, start the generation (with retries, and with the server-side
-//! tool loop when the request opted in), and for non-streaming answers collect it whole.
+//! it, fetch images given by URL, start the generation (with retries, with continuation on
+//! another worker when its worker is lost mid-way, and with the server-side tool loop when the
+//! request opted in), and for non-streaming answers collect it whole.
 //!
 //! This layer knows nothing of HTTP or dialects: it takes a canonical request and gives back
 //! canonical events or a [`Completion`].
@@ -15,24 +16,28 @@ use tracing::debug;
 
 use crate::error::ApiError;
 use crate::forward::retry::{retry, Attempt, Step};
-use crate::forward::stream::{ChatStream, Trace};
+use crate::forward::stream::Trace;
 
+pub mod continuation;
 mod generator;
 pub mod images;
 pub mod source;
 pub mod tool_loop;
 pub mod tools;
 
-pub use generator::Generator;
+use continuation::Continuing;
+pub use generator::{Generator, DEFAULT_MAX_CONTINUATIONS};
 use source::EventSource;
 use tool_loop::{MeshTools, ToolLoop};
 
-/// Workers a non-streaming request is redone on when its worker vanishes mid-generation.
+/// Workers a non-streaming request is redone on when its worker vanishes mid-generation and no
+/// worker can continue it.
 const MAX_REDOS: usize = 2;
 
-/// A generation in progress: one worker stream, or a loop of them with mesh tools in between.
+/// A generation in progress: one worker stream (continued on others should it be lost), or a
+/// loop of them with mesh tools in between.
 pub enum Generation {
-    Direct(Box<ChatStream>),
+    Direct(Box<Continuing>),
     Loop(Box<ToolLoop>),
 }
 
@@ -40,7 +45,7 @@ impl Generation {
     /// The worker serving the request (the first round's, for a tool loop).
     pub fn worker(&self) -> &str {
         match self {
-            Generation::Direct(stream) => &stream.worker,
+            Generation::Direct(stream) => stream.worker(),
             Generation::Loop(tool_loop) => tool_loop.worker(),
         }
     }
@@ -48,7 +53,7 @@ impl Generation {
     /// How the request reached its worker (the first round's, for a tool loop).
     pub fn trace(&self) -> Trace {
         match self {
-            Generation::Direct(stream) => stream.trace,
+            Generation::Direct(stream) => stream.trace(),
             Generation::Loop(tool_loop) => tool_loop.trace(),
         }
     }
@@ -66,7 +71,7 @@ pub struct Completed {
 impl EventSource for Generation {
     fn model(&self) -> &str {
         match self {
-            Generation::Direct(stream) => &stream.model,
+            Generation::Direct(stream) => stream.model(),
             Generation::Loop(tool_loop) => tool_loop.model(),
         }
     }
@@ -113,15 +118,16 @@ async fn begin(
 ) -> Result<Generation, ApiError> {
     if mesh.is_empty() {
         let stream = generator.forwarder.chat(&request).await?;
-        return Ok(Generation::Direct(Box::new(stream)));
+        let generation = Continuing::new(generator.clone(), request, stream);
+        return Ok(Generation::Direct(Box::new(generation)));
     }
     let tool_loop = ToolLoop::start(generator.clone(), request, mesh).await?;
     Ok(Generation::Loop(Box::new(tool_loop)))
 }
 
 /// Runs a request to completion for a non-streaming answer, with the worker that served it.
-/// Nothing reaches the client before the end, so a worker that vanishes mid-generation costs a
-/// redo on another worker, not an error.
+/// A worker that vanishes mid-generation costs a continuation on another worker, or where none
+/// can continue, a redo (nothing reached the client yet), not an error.
 pub async fn complete(
     generator: &Arc<Generator>,
     mut request: ChatRequest,
@@ -140,24 +146,22 @@ pub async fn complete(
     }
     let request = &request;
     let done = retry(1 + MAX_REDOS, &HashSet::new(), |tried| async move {
-        let mut stream = generator.forwarder.chat_excluding(request, &tried).await?;
-        let worker = stream.worker.clone();
-        let outcome = match collect(&mut stream, &worker).await {
+        let stream = generator.forwarder.chat_excluding(request, &tried).await?;
+        let mut generation = Continuing::new(generator.clone(), request.clone(), stream);
+        let worker = generation.worker().to_string();
+        let outcome = match collect(&mut generation, &worker).await {
             Ok(completion) => Attempt::Done(Completed {
                 completion,
-                worker: stream.worker.clone(),
-                trace: stream.trace,
+                worker: worker.clone(),
+                trace: generation.trace(),
             }),
-            Err(error) if stream.worker_lost() => {
-                debug!(worker = %stream.worker, "worker lost mid-generation; redoing the request elsewhere");
+            Err(error) if generation.worker_lost() => {
+                debug!(%worker, "worker lost mid-generation and not continued; redoing the request elsewhere");
                 Attempt::Retry(error)
             }
             Err(error) => Attempt::Fail(error),
         };
-        Ok(Step::Tried {
-            worker: stream.worker.clone(),
-            outcome,
-        })
+        Ok(Step::Tried { worker, outcome })
     })
     .await?;
     Ok(done)

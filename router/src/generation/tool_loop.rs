@@ -20,11 +20,12 @@ use auxot_common::completion::Completion;
 use serde::Deserialize;
 use tracing::debug;
 
+use super::continuation::Continuing;
 use super::generator::Generator;
 use super::source::EventSource;
 use super::tools;
 use crate::error::ApiError;
-use crate::forward::stream::{ChatStream, Trace};
+use crate::forward::stream::Trace;
 
 /// Which mesh tools a request opts into.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,7 +104,7 @@ pub struct ToolLoop {
     request: ChatRequest,
     mesh: HashSet<String>,
     rounds_left: u32,
-    current: Option<ChatStream>,
+    current: Option<Continuing>,
     model: String,
     /// The first round's worker.
     worker: String,
@@ -131,15 +132,16 @@ impl ToolLoop {
     ) -> Result<Self, ApiError> {
         let stream = generator.forwarder.chat(&request).await?;
         let rounds_left = generator.max_tool_rounds;
+        let round = Continuing::new(generator.clone(), request.clone(), stream);
         Ok(ToolLoop {
-            model: stream.model.clone(),
-            worker: stream.worker.clone(),
-            trace: stream.trace,
+            model: round.model().to_string(),
+            worker: round.worker().to_string(),
+            trace: round.trace(),
             generator,
             request,
             mesh,
             rounds_left,
-            current: Some(stream),
+            current: Some(round),
             ready: VecDeque::new(),
             round: Completion::default(),
             held_calls: Vec::new(),
@@ -262,7 +264,11 @@ impl ToolLoop {
                     self.round = Completion::default();
                     self.held_calls.clear();
                     match self.generator.forwarder.chat(&self.request).await {
-                        Ok(stream) => self.current = Some(stream),
+                        Ok(stream) => {
+                            let generator = self.generator.clone();
+                            let round = Continuing::new(generator, self.request.clone(), stream);
+                            self.current = Some(round);
+                        }
                         Err(error) => {
                             self.ready
                                 .push_back(ChatEvent::Error(ApiError::from(error).to_remote()));

@@ -10,10 +10,24 @@ use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use tokio::sync::mpsc::UnboundedSender;
 
+pub mod continuation;
 pub mod convert;
 pub mod mistral;
 pub mod stops;
 pub mod synthetic;
+
+/// Running totals of an engine's prompt-prefix cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheStats {
+    /// Prompts looked up.
+    pub lookups: u64,
+    /// Prompts that found some prefix cached.
+    pub hits: u64,
+    /// Prompt tokens looked up.
+    pub prompt_tokens: u64,
+    /// Prompt tokens found in the cache (not computed again).
+    pub cached_tokens: u64,
+}
 
 /// Something that can generate chat completions.
 #[async_trait]
@@ -27,9 +41,15 @@ pub trait Engine: Send + Sync + 'static {
     /// Requests it runs at once; more wait in its queue.
     fn capacity(&self) -> u32;
 
+    /// The prompt-prefix cache's figures, for engines that report them.
+    fn prefix_cache(&self) -> Option<PrefixCacheStats> {
+        None
+    }
+
     /// Generates, sending events until a `Finish` or an `Error`; first a `PromptTokens` when the
     /// request asks for it. Returns early, abandoning the generation, when `events` is closed
-    /// (the caller went away).
+    /// (the caller went away). A continuation ([`ChatRequest::continue_final`]) is continued
+    /// where the model advertises [`ModelInfo::continues`], refused otherwise.
     async fn chat(&self, request: ChatRequest, events: UnboundedSender<ChatEvent>);
 
     /// Counts the prompt tokens `request` would use, with the model's tokenizer and template.

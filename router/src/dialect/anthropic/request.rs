@@ -399,6 +399,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
             // A stream reports the prompt size in its first event.
             prompt_tokens_first: input.stream,
             request_id: None,
+            continue_final: false,
         },
         stream: input.stream,
         mesh_tools: input.auxot_mesh_tools,

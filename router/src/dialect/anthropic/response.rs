@@ -194,12 +194,14 @@ mod tests {
                 context_length: None,
                 vision: false,
                 reasoning: false,
+                continues: false,
             },
             ModelInfo {
                 id: "b".into(),
                 context_length: None,
                 vision: false,
                 reasoning: false,
+                continues: false,
             },
         ];
         let list = model_list(&models, 0);

@@ -392,6 +392,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
             },
             prompt_tokens_first: false,
             request_id: None,
+            continue_final: false,
         },
         stream: input.stream,
         include_usage: input.stream_options.is_some_and(|o| o.include_usage),

@@ -97,6 +97,7 @@ pub async fn load(options: &MistralOptions) -> anyhow::Result<Loaded> {
             context_length,
             vision,
             reasoning: false,
+            continues: true,
         },
         device,
         capacity: u32::try_from(options.max_seqs).unwrap_or(u32::MAX),

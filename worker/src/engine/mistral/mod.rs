@@ -6,24 +6,26 @@
 //! the engine's channel promptly and dropping it when the caller goes away gives both.
 //!
 //! The parts, each its own file: [`source`] (what `--model` names), [`load`] (builders, device,
-//! capacity, grammar end tokens), [`tokenize`] (prompt sizes through the engine's tokenizer) and
-//! [`stream`] (engine chunks to canonical events). This file only sends requests and pumps
-//! replies.
+//! capacity, grammar end tokens), [`tokenize`] (prompt sizes through the engine's tokenizer),
+//! [`resume`] (the prompt that continues a cut assistant turn) and [`stream`] (engine chunks to
+//! canonical events). This file only sends requests and pumps replies.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use auxot_common::chat::{ChatEvent, ChatRequest};
+use auxot_common::chat::{ChatEvent, ChatRequest, FinishReason, Usage};
 use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use mistralrs::core::RequestMessage;
 use mistralrs::{Constraint, Model, NormalRequest, Request, Response, StopTokens};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
+use super::continuation;
 use super::convert;
 use super::Engine;
 
 mod load;
+mod resume;
 mod source;
 mod stream;
 mod tokenize;
@@ -65,6 +67,11 @@ impl MistralEngine {
         request: ChatRequest,
         events: &UnboundedSender<ChatEvent>,
     ) -> Result<(), RemoteError> {
+        // A continuation: the conversation is prepared as usual, the cut turn appended below.
+        let (request, partial) = match continuation::split(&request)? {
+            Some((base, partial)) => (base, Some(partial)),
+            None => (request, None),
+        };
         // Decoding images is CPU work: keep it off the async threads.
         let prepared = if request.has_images() {
             let owned = request.clone();
@@ -81,12 +88,43 @@ impl MistralEngine {
             )));
         }
         let mut stream = GenerationStream::new(&request.sampling.stop, prepared.output.clone());
+        let resumed = match &partial {
+            Some(partial) => Some(resume::prompt(&self.model, &prepared, partial).await?),
+            None => None,
+        };
+        if let Some(resumed) = &resumed {
+            stream.continuing(resumed.prompt_tokens, resumed.turn_tokens);
+        }
         if request.prompt_tokens_first {
-            let tokens = tokenize::count_prompt(&self.model, &prepared).await?;
+            let tokens = match &resumed {
+                Some(resumed) => resumed.prompt_tokens,
+                None => tokenize::count_prompt(&self.model, &prepared).await?,
+            };
             // A closed channel means the caller left; the select below notices.
             let _ = events.send(stream.prompt_tokens(tokens));
         }
-        let mut rx = self.send_generation(&request, prepared).await?;
+        let mut request = request;
+        if let Some(resumed) = &resumed {
+            // `max_tokens` covers the whole turn, the cut part included.
+            let limit = request.sampling.max_tokens;
+            match limit.map(|max| max.saturating_sub(resumed.turn_tokens)) {
+                Some(0) => {
+                    let _ = events.send(ChatEvent::Usage(Usage {
+                        prompt_tokens: resumed.prompt_tokens,
+                        completion_tokens: resumed.turn_tokens,
+                    }));
+                    let _ = events.send(ChatEvent::Finish {
+                        reason: FinishReason::Length,
+                        stop_sequence: None,
+                    });
+                    return Ok(());
+                }
+                left => request.sampling.max_tokens = left,
+            }
+        }
+        let mut rx = self
+            .send_generation(&request, prepared, resumed.map(|r| r.ids))
+            .await?;
         let mut pending = Vec::new();
         loop {
             let response = tokio::select! {
@@ -99,24 +137,25 @@ impl MistralEngine {
                     "engine ended the generation without finishing it",
                 ));
             };
-            match response {
-                Response::Chunk(chunk) => {
-                    let outcome = stream.on_chunk(EngineChunk::from_mistral(chunk), &mut pending);
-                    for event in pending.drain(..) {
-                        let _ = events.send(event);
-                    }
-                    if outcome? {
-                        return Ok(());
-                    }
-                }
+            let chunk = match response {
+                Response::Chunk(chunk) => EngineChunk::from_mistral(chunk),
+                // A continued turn is a raw-token completion.
+                Response::CompletionChunk(chunk) => EngineChunk::from_completion(chunk),
                 Response::ValidationError(e) => return Err(RemoteError::invalid(e.to_string())),
                 Response::InternalError(e) => {
                     return Err(RemoteError::internal(format!("engine error: {e}")))
                 }
-                Response::ModelError(message, _) => {
+                Response::ModelError(message, _) | Response::CompletionModelError(message, _) => {
                     return Err(RemoteError::internal(format!("model error: {message}")))
                 }
-                _ => {}
+                _ => continue,
+            };
+            let outcome = stream.on_chunk(chunk, &mut pending);
+            for event in pending.drain(..) {
+                let _ = events.send(event);
+            }
+            if outcome? {
+                return Ok(());
             }
         }
     }
@@ -126,6 +165,7 @@ impl MistralEngine {
         &self,
         request: &ChatRequest,
         prepared: convert::Prepared,
+        resumed: Option<Vec<u32>>,
     ) -> Result<mpsc::Receiver<Response>, RemoteError> {
         let convert::Prepared {
             chat,
@@ -136,7 +176,10 @@ impl MistralEngine {
             enable_thinking,
             reasoning_effort,
         } = prepared;
-        let messages = if chat.images.is_empty() {
+        let messages = if let Some(ids) = resumed {
+            // The prompt is already rendered, the cut turn left open (see `resume`).
+            RequestMessage::CompletionTokens(ids)
+        } else if chat.images.is_empty() {
             RequestMessage::Chat {
                 messages: chat.messages,
                 enable_thinking,

@@ -72,6 +72,21 @@ impl EngineChunk {
     }
 }
 
+impl EngineChunk {
+    /// A chunk of a raw-prompt generation (a continued turn is sent as prompt tokens, and the
+    /// engine answers those with completion chunks, which carry no usage).
+    pub fn from_completion(chunk: mistralrs::core::CompletionChunkResponse) -> Self {
+        let mut out = EngineChunk::default();
+        for choice in chunk.choices {
+            append(&mut out.content, Some(choice.text));
+            if choice.finish_reason.is_some() {
+                out.finish_reason = choice.finish_reason;
+            }
+        }
+        out
+    }
+}
+
 fn append(to: &mut Option<String>, text: Option<String>) {
     match (to.as_mut(), text) {
         (Some(existing), Some(text)) => existing.push_str(&text),
@@ -98,6 +113,9 @@ pub struct GenerationStream {
     selection: String,
     /// The prompt size, when it was counted before generating.
     prompt_tokens: Option<u32>,
+    /// Tokens of a cut turn this generation continues: output to the caller, prompt to the
+    /// engine.
+    turn_tokens: u32,
 }
 
 impl GenerationStream {
@@ -116,7 +134,15 @@ impl GenerationStream {
             tool_calls: 0,
             selection: String::new(),
             prompt_tokens: None,
+            turn_tokens: 0,
         }
+    }
+
+    /// Makes this the continuation of a cut turn of `turn_tokens` tokens after a prompt of
+    /// `prompt_tokens`: usage counts the cut turn as output.
+    pub fn continuing(&mut self, prompt_tokens: u32, turn_tokens: u32) {
+        self.prompt_tokens = Some(prompt_tokens);
+        self.turn_tokens = turn_tokens;
     }
 
     /// Records the prompt size counted before generating; returns the event that reports it
@@ -218,11 +244,13 @@ impl GenerationStream {
             }
             _ => {}
         }
-        // Without the engine's figures (it did not finish within the grace after a stop string),
-        // count the chunks that were part of the answer.
+        // Without the engine's figures (it did not finish within the grace after a stop string,
+        // or it continued a cut turn from raw tokens), count the chunks that were part of the
+        // answer, and the cut turn's tokens.
         let fallback = Usage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
-            completion_tokens: self.chunks - self.chunks_after_stop as u32,
+            completion_tokens: (self.chunks - self.chunks_after_stop as u32)
+                .saturating_add(self.turn_tokens),
         };
         out.push(ChatEvent::Usage(chunk.usage.unwrap_or(fallback)));
         let reason = if self.stopped_by.is_some() {

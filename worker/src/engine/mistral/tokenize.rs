@@ -62,7 +62,13 @@ pub async fn tokenize_text(model: &Model, text: &str) -> Result<Vec<u32>, Remote
 
 /// Prompt tokens of a prepared request, exactly as the engine will build the prompt.
 pub async fn count_prompt(model: &Model, prepared: &Prepared) -> Result<u32, RemoteError> {
-    let ids = tokenize(model, |response| TokenizationRequest {
+    Ok(prompt_ids(model, prepared).await?.len() as u32)
+}
+
+/// The prompt of a prepared request as the engine builds it: chat template, tools, generation
+/// prompt (the assistant turn opened) and special tokens.
+pub async fn prompt_ids(model: &Model, prepared: &Prepared) -> Result<Vec<u32>, RemoteError> {
+    tokenize(model, |response| TokenizationRequest {
         text: Either::Left(prepared.chat.messages.clone()),
         tools: prepared.tools.clone(),
         add_generation_prompt: true,
@@ -74,6 +80,5 @@ pub async fn count_prompt(model: &Model, prepared: &Prepared) -> Result<u32, Rem
     })
     .await?
     // The template rejected the conversation (roles out of order, for example): the caller's.
-    .map_err(|e| RemoteError::invalid(format!("tokenization failed: {e}")))?;
-    Ok(ids.len() as u32)
+    .map_err(|e| RemoteError::invalid(format!("tokenization failed: {e}")))
 }
