@@ -10,13 +10,14 @@ use auxot_worker::cli::{Cli, Command, JoinArgs};
 use clap::Parser as _;
 use tracing::{info, warn};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     auxot_common::logging::init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Join(args) => join(args).await,
-    };
+    let Command::Join(args) = Cli::parse().command;
+    // Before the async runtime starts any thread: it may set the environment.
+    args.prepare_engine_environment();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(join(args)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

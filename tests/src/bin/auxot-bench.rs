@@ -9,7 +9,22 @@
 //! 4. Failover: requests failed per worker killed under load, split by whether output had
 //!    reached the client.
 //! 5. Gossip traffic per node per second.
+//! 6. Engine speed with the real model: through a router, in-process, and llama.cpp on the same
+//!    file (`bench/engine.rs`).
+//! 7. Router overhead against vllm-router and sglang-router in front of a mock backend
+//!    (`bench/peers.rs`).
+//!
+//! `auxot-bench [mesh] [engine] [peers]` runs those sections (all by default).
 #![forbid(unsafe_code)]
+
+#[path = "../bench/engine.rs"]
+mod engine;
+#[path = "../bench/http.rs"]
+mod http;
+#[path = "../bench/peers.rs"]
+mod peers;
+#[path = "../bench/sections.rs"]
+mod sections;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -169,8 +184,12 @@ async fn through(cluster: &Cluster, routers: &[usize]) -> (Vec<Outcome>, Duratio
     (outcomes, started.elapsed())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    sections::main()
+}
+
+/// Sections 1 to 5: the mesh with synthetic workers.
+async fn mesh_sections() -> anyhow::Result<()> {
     println!("auxot benchmark (synthetic engine: 16 tokens at 800 tok/s per request; {REQUESTS} requests, {CONCURRENCY} concurrent per router)\n");
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
