@@ -31,7 +31,7 @@ impl Default for AdmissionLimits {
 }
 
 /// A place in the admission queue, released on drop.
-struct Queued<'a>(&'a AtomicUsize);
+pub struct Queued<'a>(&'a AtomicUsize);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
@@ -55,29 +55,29 @@ impl Admission {
         }
     }
 
-    /// Chooses an untried worker for `request` without waiting: the policy's choice among those
-    /// with room, or among all when every one is full. `None` when none is left to try.
-    pub fn pick(
-        registry: &Registry,
-        policy: &dyn Policy,
-        request: &ChatRequest,
-        tried: &HashSet<String>,
-    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
-        let candidates = candidates::for_chat(registry, request, tried)?;
-        if candidates.is_empty() {
-            return Ok(None);
+    /// Requests waiting for capacity now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A place in the queue for a request that waits for room its own way (a tool call whose
+    /// workers all said they are full); `None` when the queue is full.
+    pub fn enqueue(&self) -> Option<Queued<'_>> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return None;
         }
-        let with_room: Vec<Arc<WorkerView>> = candidates
-            .iter()
-            .filter(|w| w.has_room())
-            .cloned()
-            .collect();
-        let pool = if with_room.is_empty() {
-            &candidates
-        } else {
-            &with_room
-        };
-        Ok(Some(pool[policy.select(pool)].clone()))
+        Some(Queued(&self.queued))
+    }
+
+    /// Waits until workers change (a request ends, gossip moves) or a short while passes; false
+    /// once `deadline` has passed.
+    pub async fn wait_change(registry: &Registry, deadline: tokio::time::Instant) -> bool {
+        let changed = registry.changed();
+        let notified = changed.notified();
+        let poll = tokio::time::Instant::now() + Duration::from_millis(250);
+        let _ = tokio::time::timeout_at(poll.min(deadline), notified).await;
+        tokio::time::Instant::now() < deadline
     }
 
     /// Chooses an untried worker with room for a generation, waiting for a slot when every
