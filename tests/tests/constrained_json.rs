@@ -31,8 +31,14 @@ fn closed(schema: &Value) -> Value {
 
 fn assert_matches_schema(what: &str, schema: &Value, value: &Value) {
     let validator = jsonschema::validator_for(&closed(schema)).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(value).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{what}: {value} does not validate: {errors:?}");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: {value} does not validate: {errors:?}"
+    );
 }
 
 const QUESTION: &str = "What's the weather like in Paris today?";
@@ -132,7 +138,9 @@ async fn anthropic_call(cluster: &Cluster, client: &reqwest::Client, body: Value
             .find(|b| b["type"] == "tool_use")
             .unwrap_or_else(|| panic!("no tool_use block: {reply}"));
         assert_eq!(block["name"], "get_weather");
-        assert!(block["id"].as_str().is_some_and(|id| id.starts_with("toolu_")));
+        assert!(block["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("toolu_")));
         return block["input"].clone();
     }
     let text = response.text().await.expect("body");
@@ -251,7 +259,8 @@ async fn too_small_a_budget(cluster: &Cluster, client: &reqwest::Client) {
         },
         "required": ["street_address", "postal_code", "country_name"],
     });
-    let tool = json!({"type": "function", "function": {"name": "get_weather", "parameters": schema}});
+    let tool =
+        json!({"type": "function", "function": {"name": "get_weather", "parameters": schema}});
     let message = "max_tokens ran out before the model completed the arguments of its call to `get_weather`; raise max_tokens";
     for stream in [false, true] {
         let body = json!({

@@ -14,8 +14,8 @@ use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_SYNTHETIC_TOKENS,
-    DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
+    Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
 };
 
 #[derive(Debug, Parser)]

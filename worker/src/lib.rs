@@ -34,7 +34,7 @@ mod tools;
 
 pub use config::{Dequantize, EngineKind, Listeners, WorkerConfig};
 pub use engine::Engine;
-pub use loading::load_engine;
+pub use loading::build_engine;
 pub use node::{start, WorkerHandle};
 
 /// Decides whether `config`'s GGUF model is expanded to F32 weights on a CPU (`--dequantize`) and

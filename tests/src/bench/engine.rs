@@ -260,7 +260,12 @@ impl LlamaCpp {
         for v in reply["c1"].as_array().context("c1")? {
             figures.c1.push(run(v));
         }
-        let runs = reply["c4"].as_array().context("c4")?.iter().map(run).collect();
+        let runs = reply["c4"]
+            .as_array()
+            .context("c4")?
+            .iter()
+            .map(run)
+            .collect();
         let wall = Duration::from_secs_f64(reply["c4_wall"].as_f64().unwrap_or(f64::NAN));
         figures.c4.push((runs, wall));
         Ok(())

@@ -51,13 +51,14 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
         }
         read_more(stream, buf).await?;
     };
-    let head = std::str::from_utf8(&buf[..head_end]).context("response head")?;
-    let status: u16 = head
+    let lower = std::str::from_utf8(&buf[..head_end])
+        .context("response head")?
+        .to_ascii_lowercase();
+    let status: u16 = lower
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("status")?;
-    let lower = head.to_ascii_lowercase();
     let close = lower.contains("\r\nconnection: close");
     let length = lower
         .split("\r\n")
@@ -89,7 +90,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
             }
         }
     } else {
-        bail!("response without a length: {head}");
+        bail!("response without a length: {lower}");
     }
     Ok((status, close))
 }
@@ -140,7 +141,9 @@ pub async fn load(
                             }
                         }
                     }
-                    let Some(stream) = conn.as_mut() else { continue };
+                    let Some(stream) = conn.as_mut() else {
+                        continue;
+                    };
                     let sent = Instant::now();
                     let result = match stream.write_all(&request).await {
                         Ok(()) => read_response(stream, &mut buf).await,
@@ -246,7 +249,11 @@ pub async fn mock_backend(listener: TcpListener) {
                     }
                 }
                 buf.drain(..head_end + length);
-                let reply = if head.starts_with("post") { &chat } else { &get };
+                let reply = if head.starts_with("post") {
+                    &chat
+                } else {
+                    &get
+                };
                 if stream.write_all(reply).await.is_err() {
                     return;
                 }
@@ -287,7 +294,10 @@ fn children(pid: u32) -> Vec<u32> {
     };
     for task in tasks.flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(list.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
         }
     }
     out

@@ -21,7 +21,8 @@ pub const CONNECTIONS: usize = 32;
 pub const DURATION: Duration = Duration::from_secs(10);
 const WARM_UP: Duration = Duration::from_secs(2);
 /// The request every router gets (auxot adds nothing to it but its key).
-pub const BODY: &str = r#"{"model":"auto","messages":[{"role":"user","content":"hello"}],"max_tokens":8}"#;
+pub const BODY: &str =
+    r#"{"model":"auto","messages":[{"role":"user","content":"hello"}],"max_tokens":8}"#;
 pub const PATH: &str = "/v1/chat/completions";
 
 /// One router's figures.
@@ -111,15 +112,32 @@ pub async fn start_peer(
         "vllm-router" => (
             venv.join("bin/vllm-router"),
             vec![
-                "--host", "127.0.0.1", "--port", &port, "--worker-urls", &worker, "--policy",
-                "round_robin", "--log-level", "warning",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--worker-urls",
+                &worker,
+                "--policy",
+                "round_robin",
+                "--log-level",
+                "warning",
             ],
         ),
         "sglang-router" => (
             venv.join("bin/sglang-router"),
             vec![
-                "launch", "--host", "127.0.0.1", "--port", &port, "--worker-urls", &worker,
-                "--policy", "round_robin", "--log-level", "warn",
+                "launch",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--worker-urls",
+                &worker,
+                "--policy",
+                "round_robin",
+                "--log-level",
+                "warn",
             ],
         ),
         other => bail!("unknown peer {other}"),
@@ -166,7 +184,10 @@ pub fn ensure_venv(venv: &Path, packages: &[&str]) -> Vec<(String, String)> {
         }
     }
     for package in packages {
-        let marker = venv.join(format!(".installed-{}", package.replace(['=', '<', '>'], "_")));
+        let marker = venv.join(format!(
+            ".installed-{}",
+            package.replace(['=', '<', '>'], "_")
+        ));
         if marker.exists() {
             continue;
         }

@@ -104,7 +104,9 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
     let venv = venv();
     let llama = match peers::ensure_venv(&venv, &[LLAMA_CPP]).pop() {
         Some((package, why)) => {
-            println!("   llama.cpp reference not measured: {package} could not be installed ({why})");
+            println!(
+                "   llama.cpp reference not measured: {package} could not be installed ({why})"
+            );
             None
         }
         None => {
@@ -131,7 +133,7 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
         url: cluster.router_url(0),
         key: cluster.api_key.clone(),
     };
-    let engine = auxot_worker::load_engine(&config)
+    let engine = auxot_worker::build_engine(&config)
         .await?
         .context("the configuration names no model")?;
     let in_process = InProcess(engine);
@@ -164,7 +166,10 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
     );
     if llama.is_some() {
         let (l1, l4) = (ref_.tps_c1() / inp.tps_c1(), ref_.tps_c4() / inp.tps_c4());
-        let (lf1, lf4) = (inp.ttft_c1() / ref_.ttft_c1(), inp.ttft_c4() / ref_.ttft_c4());
+        let (lf1, lf4) = (
+            inp.ttft_c1() / ref_.ttft_c1(),
+            inp.ttft_c4() / ref_.ttft_c4(),
+        );
         println!(
             "   llama.cpp / in-process: tok/s x{l1:.2} (c=1) x{l4:.2} (c=4); TTFT in-process / llama.cpp x{lf1:.2} (c=1) x{lf4:.2} (c=4); target within 2x: {}",
             pass(l1.max(l4).max(lf1).max(lf4) <= 2.0)
@@ -198,7 +203,8 @@ async fn peers_section() -> anyhow::Result<()> {
     let venv = venv();
     let missing = peers::ensure_venv(&venv, &PEERS.map(|(_, package)| package));
     let (mock, mock_addr) = peers::start_mock()?;
-    let mut runs: Vec<RouterRun> = vec![peers::measure("mock backend alone", mock_addr, "none", None, mock.pid()).await];
+    let mut runs: Vec<RouterRun> =
+        vec![peers::measure("mock backend alone", mock_addr, "none", None, mock.pid()).await];
     for (name, package) in PEERS {
         if let Some((_, why)) = missing.iter().find(|(p, _)| p == package) {
             println!("   {name}: not measured, {package} could not be installed ({why})");
@@ -217,8 +223,14 @@ async fn peers_section() -> anyhow::Result<()> {
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
     let zero_delay = [
-        "--synthetic-ttft-ms", "0", "--synthetic-tokens-per-sec", "0", "--synthetic-tokens", "8",
-        "--max-seqs", "256",
+        "--synthetic-ttft-ms",
+        "0",
+        "--synthetic-tokens-per-sec",
+        "0",
+        "--synthetic-tokens",
+        "8",
+        "--max-seqs",
+        "256",
     ];
     cluster.start_worker(
         seed,
@@ -251,7 +263,11 @@ async fn peers_section() -> anyhow::Result<()> {
             run.load.rps(),
             ms(run.load.quantile(0.5)),
             ms(run.load.quantile(0.99)),
-            if run.name.starts_with("mock") { "-".to_string() } else { us(run.cpu_per_request()) },
+            if run.name.starts_with("mock") {
+                "-".to_string()
+            } else {
+                us(run.cpu_per_request())
+            },
             us(run.backend_cpu_per_request()),
             run.load.failed
         );

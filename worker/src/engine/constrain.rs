@@ -154,7 +154,11 @@ fn reserve(schema: &Value, depth: usize) -> usize {
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(Value::Array(subs)) = map.get(key) {
-            tokens += subs.iter().map(|s| reserve(s, depth + 1)).max().unwrap_or(0);
+            tokens += subs
+                .iter()
+                .map(|s| reserve(s, depth + 1))
+                .max()
+                .unwrap_or(0);
         }
     }
     if let Some(Value::Array(subs)) = map.get("allOf") {
@@ -259,28 +263,56 @@ mod tests {
         let strict = strict_schema(&weather);
         let closed = |pointer: &str| strict.pointer(pointer).cloned();
         assert_eq!(closed("/additionalProperties"), Some(json!(false)));
-        assert_eq!(closed("/properties/where/additionalProperties"), Some(json!(false)));
-        assert_eq!(closed("/properties/tags/items/additionalProperties"), Some(json!(false)));
+        assert_eq!(
+            closed("/properties/where/additionalProperties"),
+            Some(json!(false))
+        );
+        assert_eq!(
+            closed("/properties/tags/items/additionalProperties"),
+            Some(json!(false))
+        );
         assert_eq!(
             closed("/properties/extra/additionalProperties/additionalProperties"),
             Some(json!(false))
         );
-        assert_eq!(closed("/properties/open/additionalProperties"), Some(json!(true)));
+        assert_eq!(
+            closed("/properties/open/additionalProperties"),
+            Some(json!(true))
+        );
         assert_eq!(
             closed("/properties/either/anyOf/0/additionalProperties"),
             Some(json!(false))
         );
-        assert_eq!(closed("/properties/either/anyOf/1/additionalProperties"), None);
-        assert_eq!(closed("/properties/both/allOf/0/additionalProperties"), None);
-        assert_eq!(closed("/properties/both/allOf/1/additionalProperties"), None);
+        assert_eq!(
+            closed("/properties/either/anyOf/1/additionalProperties"),
+            None
+        );
+        assert_eq!(
+            closed("/properties/both/allOf/0/additionalProperties"),
+            None
+        );
+        assert_eq!(
+            closed("/properties/both/allOf/1/additionalProperties"),
+            None
+        );
         assert_eq!(
             closed("/properties/both/allOf/0/properties/a/additionalProperties"),
             Some(json!(false))
         );
-        assert_eq!(closed("/$defs/point/additionalProperties"), Some(json!(false)));
+        assert_eq!(
+            closed("/$defs/point/additionalProperties"),
+            Some(json!(false))
+        );
         assert_eq!(closed("/properties/city/additionalProperties"), None);
-        assert_eq!(closed("/x-guidance/whitespace_flexible"), Some(json!(false)));
-        assert_eq!(weather.get("additionalProperties"), None, "the input is unchanged");
+        assert_eq!(
+            closed("/x-guidance/whitespace_flexible"),
+            Some(json!(false))
+        );
+        assert_eq!(
+            weather.get("additionalProperties"),
+            None,
+            "the input is unchanged"
+        );
         // An operator's own llguidance options are kept.
         let own = strict_schema(&json!({"type": "object", "x-guidance": {"lenient": true}}));
         assert_eq!(own["x-guidance"], json!({"lenient": true}));
@@ -323,7 +355,11 @@ mod tests {
         let mut late = logits;
         assert!(close.bias(&mut late, 7));
         assert_eq!(late[1], 0.1 + CLOSING_BIAS);
-        assert_eq!(late[2], f32::NEG_INFINITY, "what the grammar forbids stays forbidden");
+        assert_eq!(
+            late[2],
+            f32::NEG_INFINITY,
+            "what the grammar forbids stays forbidden"
+        );
         assert_eq!((late[0], late[3]), (0.5, 2.0));
     }
 

@@ -144,7 +144,12 @@ pub fn target(source: &Source, on_cpu: bool) -> Target {
 }
 
 /// The decision for a mistral.rs model (`model`, `gguf_files` as in `--model`, `--gguf-file`).
-pub fn decide_for(model: &str, gguf_files: &[String], force_cpu: bool, setting: Dequantize) -> Decision {
+pub fn decide_for(
+    model: &str,
+    gguf_files: &[String],
+    force_cpu: bool,
+    setting: Dequantize,
+) -> Decision {
     let target = match source::resolve(model, gguf_files) {
         // Only GGUF sources care; the device is asked only for them (it may start a GPU driver).
         Ok(source @ (Source::LocalGguf { .. } | Source::HubGguf { .. })) => {

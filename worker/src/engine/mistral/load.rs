@@ -208,17 +208,17 @@ async fn build(source: &Source, options: &MistralOptions) -> anyhow::Result<Mode
             files,
             hub,
         } => {
-            let wanted = cpu::decide(
-                options.dequantize,
-                None,
-                cpu::target(source, true),
-            )
-            .dequantize;
+            let wanted =
+                cpu::decide(options.dequantize, None, cpu::target(source, true)).dequantize;
             let expanded = cpu::switch_is_on();
             if wanted && !expanded {
                 info!("weights stay quantized: the process did not call prepare_engine_environment before starting threads");
             }
-            info!(weights = if expanded { "f32" } else { "quantized" }, activations = "f32", "loading GGUF on the CPU");
+            info!(
+                weights = if expanded { "f32" } else { "quantized" },
+                activations = "f32",
+                "loading GGUF on the CPU"
+            );
             load_gguf_cpu(model_id, files, token(hub), options, template).await
         }
         Plan::GgufGpu {

@@ -648,13 +648,13 @@ mod tests {
         let mut stream = GenerationStream::new(&[], forced()).constrained(true);
         let (events, error) = run(
             &mut stream,
-            vec![text("{\"city\":"), last("\"Paris\"}", "length", Some((9, 2)))],
+            vec![
+                text("{\"city\":"),
+                last("\"Paris\"}", "length", Some((9, 2))),
+            ],
         );
         assert_eq!(error, None);
-        assert_eq!(
-            events.last(),
-            Some(&finish(FinishReason::ToolCalls, None))
-        );
+        assert_eq!(events.last(), Some(&finish(FinishReason::ToolCalls, None)));
         // A JSON answer (response_format) is held to the same rule.
         let mut stream = GenerationStream::new(&[], Output::Text).constrained(true);
         let (events, error) = run(&mut stream, vec![last("{\"capital\":\"Pa", "length", None)]);
@@ -664,12 +664,18 @@ mod tests {
             .message
             .contains("completed its JSON answer"));
         let mut stream = GenerationStream::new(&[], Output::Text).constrained(true);
-        let (events, error) = run(&mut stream, vec![last("{\"capital\":1}", "length", Some((1, 4)))]);
+        let (events, error) = run(
+            &mut stream,
+            vec![last("{\"capital\":1}", "length", Some((1, 4)))],
+        );
         assert_eq!(error, None);
         assert_eq!(events.last(), Some(&finish(FinishReason::Stop, None)));
         // A selection cut short says so too.
         let mut stream = GenerationStream::new(&[], Output::ToolSelection).constrained(true);
-        let (_, error) = run(&mut stream, vec![last("{\"name\":\"f\",\"argu", "length", None)]);
+        let (_, error) = run(
+            &mut stream,
+            vec![last("{\"name\":\"f\",\"argu", "length", None)],
+        );
         assert!(error
             .expect("an error")
             .message
