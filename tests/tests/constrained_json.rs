@@ -6,7 +6,7 @@
 //! properties), and a budget too small to close the JSON must be a clear error, never a
 //! truncated call.
 
-use auxot_tests::openapi::assert_valid;
+use auxot_tests::openapi::{assert_valid, assert_valid_stream};
 use auxot_tests::{sse, Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -48,7 +48,7 @@ const MAX_TOKENS: u32 = 24;
 /// `temperature` as sent: absent (the engine's default) or OpenAI's and Anthropic's default.
 const SAMPLINGS: [Option<f64>; 2] = [None, Some(1.0)];
 /// Requests per setting at temperature 1: each draws other samples.
-const REPEATS: usize = 3;
+const REPEATS: usize = 4;
 
 fn with_temperature(mut body: Value, temperature: Option<f64>) -> Value {
     if let Some(t) = temperature {
@@ -89,14 +89,11 @@ async fn openai_call(cluster: &Cluster, client: &reqwest::Client, body: Value) -
             .unwrap_or_else(|e| panic!("arguments {arguments:?} are not JSON: {e}"));
     }
     let text = response.text().await.expect("body");
-    let events = sse::parse(&text).expect("SSE");
-    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
     let mut arguments = String::new();
     let mut finish = None;
     let mut names = Vec::new();
-    for event in &events[..events.len() - 1] {
-        let chunk: Value = serde_json::from_str(&event.data).expect("chunk json");
-        assert_valid("CreateChatCompletionStreamResponse", &chunk);
+    for chunk in assert_valid_stream(&text) {
+        assert!(chunk.get("error").is_none(), "{text}");
         let Some(choice) = chunk["choices"].get(0) else {
             continue;
         };
@@ -186,6 +183,7 @@ async fn forced_calls(cluster: &Cluster, client: &reqwest::Client) {
                 );
                 let arguments = openai_call(cluster, client, openai).await;
                 let what = format!("openai stream={stream} temperature={temperature:?}");
+                println!("{what}: {arguments}");
                 assert_matches_schema(&what, &schema, &arguments);
 
                 let anthropic = with_temperature(
@@ -202,13 +200,15 @@ async fn forced_calls(cluster: &Cluster, client: &reqwest::Client) {
                 );
                 let input = anthropic_call(cluster, client, anthropic).await;
                 let what = format!("anthropic stream={stream} temperature={temperature:?}");
+                println!("{what}: {input}");
                 assert_matches_schema(&what, &schema, &input);
             }
         }
     }
 }
 
-/// `response_format: json_schema` with an open object: the answer is the object, closed.
+/// `response_format: json_schema` with an open object: the answer is the object, closed,
+/// streaming or not.
 async fn json_schema_answers(cluster: &Cluster, client: &reqwest::Client) {
     let schema = json!({
         "type": "object",
@@ -216,33 +216,59 @@ async fn json_schema_answers(cluster: &Cluster, client: &reqwest::Client) {
         "required": ["capital"],
     });
     for temperature in SAMPLINGS {
-        for _ in 0..repeats(temperature) {
-            let body = with_temperature(
-                json!({
-                    "model": "auto",
-                    "messages": [{"role": "user", "content": "What is the capital of France? Answer in JSON."}],
-                    "response_format": {"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}},
-                    "max_tokens": MAX_TOKENS,
-                }),
-                temperature,
-            );
-            let reply: Value = cluster
-                .post(client, 0, "/api/openai/chat/completions")
-                .json(&body)
-                .send()
-                .await
-                .expect("request")
-                .json()
-                .await
-                .expect("json");
-            assert_valid("CreateChatCompletionResponse", &reply);
-            assert_eq!(reply["choices"][0]["finish_reason"], "stop", "{reply}");
-            let content = reply["choices"][0]["message"]["content"]
-                .as_str()
-                .expect("content");
-            let answer: Value = serde_json::from_str(content)
-                .unwrap_or_else(|e| panic!("answer {content:?} is not JSON: {e}"));
-            assert_matches_schema("json_schema", &schema, &answer);
+        for stream in [false, true] {
+            for _ in 0..repeats(temperature) {
+                let body = with_temperature(
+                    json!({
+                        "model": "auto",
+                        "messages": [{"role": "user", "content": "What is the capital of France? Answer in JSON."}],
+                        "response_format": {"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}},
+                        "max_tokens": MAX_TOKENS,
+                        "stream": stream,
+                    }),
+                    temperature,
+                );
+                let response = cluster
+                    .post(client, 0, "/api/openai/chat/completions")
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("request");
+                let status = response.status();
+                if status != 200 {
+                    let body = response.text().await.unwrap_or_default();
+                    panic!(
+                        "json_schema stream={stream} temperature={temperature:?}: {status} {body}"
+                    );
+                }
+                let (content, finish) = if stream {
+                    let text = response.text().await.expect("body");
+                    let mut content = String::new();
+                    let mut finish = Value::Null;
+                    for chunk in assert_valid_stream(&text) {
+                        assert!(chunk.get("error").is_none(), "{text}");
+                        let Some(choice) = chunk["choices"].get(0) else {
+                            continue;
+                        };
+                        content.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+                        if !choice["finish_reason"].is_null() {
+                            finish = choice["finish_reason"].clone();
+                        }
+                    }
+                    (content, finish)
+                } else {
+                    let reply: Value = response.json().await.expect("json");
+                    assert_valid("CreateChatCompletionResponse", &reply);
+                    let choice = &reply["choices"][0];
+                    let content = choice["message"]["content"].as_str().expect("content");
+                    (content.to_string(), choice["finish_reason"].clone())
+                };
+                println!("json_schema stream={stream} temperature={temperature:?}: {content}");
+                assert_eq!(finish, "stop", "{content}");
+                let answer: Value = serde_json::from_str(&content)
+                    .unwrap_or_else(|e| panic!("answer {content:?} is not JSON: {e}"));
+                assert_matches_schema("json_schema", &schema, &answer);
+            }
         }
     }
 }
@@ -280,10 +306,8 @@ async fn too_small_a_budget(cluster: &Cluster, client: &reqwest::Client) {
         if stream {
             assert_eq!(response.status(), 200);
             let text = response.text().await.expect("body");
-            let events = sse::parse(&text).expect("SSE");
-            let error = events
-                .iter()
-                .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            let error = assert_valid_stream(&text)
+                .into_iter()
                 .find(|d| d.get("error").is_some())
                 .unwrap_or_else(|| panic!("no error event: {text}"));
             assert_eq!(error["error"]["message"], message, "{text}");

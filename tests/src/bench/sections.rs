@@ -149,8 +149,8 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
         }
     }
     println!(
-        "   {:<24} {:>9} {:>9} {:>9} {:>9}   {}",
-        "", "TTFT c=1", "TTFT c=4", "tok/s c=1", "tok/s c=4", "c=4/c=1"
+        "   {:<24} {:>9} {:>9} {:>9} {:>9}   c=4/c=1",
+        "", "TTFT c=1", "TTFT c=4", "tok/s c=1", "tok/s c=4"
     );
     row("in-process engine", &inp);
     row("through the router", &thr);

@@ -12,11 +12,12 @@
 //!   false}`), so no budget goes to indentation or runs of newlines.
 //! - **A budget that closes.** With a `max_tokens`, the last tokens of the budget are reserved for
 //!   closing what is open: from then on, tokens made only of closing characters (`"`, `}`, `]`)
-//!   are preferred among those the grammar allows ([`CloseJson`]), which ends open strings,
+//!   are taken whenever the grammar allows one ([`CloseJson`]), which ends open strings,
 //!   numbers, arrays and objects (required properties still missing are still generated, as
-//!   the grammar demands). If the JSON is still incomplete when the budget runs out, the
-//!   generation ends in an error that says so, never in truncated JSON presented as an answer
-//!   (see `mistral::stream`).
+//!   the grammar demands). They are ranked, not merely raised: inside a string `}` is just a
+//!   character, so a token that starts with a quote comes first, then the one that closes most.
+//!   If the JSON is still incomplete when the budget runs out, the generation ends in an error
+//!   that says so, never in truncated JSON presented as an answer (see `mistral::stream`).
 //!
 //! The alternative not taken: reserving tokens by running the engine with a smaller `max_tokens`
 //! and continuing in a second request. mistral.rs 0.8.1 cannot continue a partial assistant
@@ -179,22 +180,29 @@ pub const CLOSING_TEXTS: &[&str] = &[
     "]}}", "\"}}}", "}}}}",
 ];
 
-/// Prefers closing tokens in the last `reserve` tokens of a `budget` (see the module
+/// What is added to the logit of a closing token in the reserve: far above any logit a model
+/// produces, so one of them is taken whenever the grammar allows one. A token that starts with
+/// a quote ranks first (inside a string only a quote closes anything; outside one the grammar
+/// allows a quote only where a key must start, which no other closing token could do), then
+/// longer tokens (they close more). Steps of 100 keep the ranking whatever the model prefers.
+pub fn closing_bias(text: &str) -> f32 {
+    let quote = if text.starts_with('"') { 1000.0 } else { 0.0 };
+    1000.0 + quote + 100.0 * text.len() as f32
+}
+
+/// Ranks closing tokens in the last `reserve` tokens of a `budget` (see the module
 /// documentation). One per generation: it learns the prompt's length from its first call, when
 /// the context is the prompt alone.
 pub struct CloseJson {
     budget: usize,
     reserve: usize,
-    closing: Arc<[u32]>,
+    /// Closing token ids and their [`closing_bias`].
+    closing: Arc<[(u32, f32)]>,
     prompt: OnceLock<usize>,
 }
 
-/// Added to the logits of closing tokens: far above any logit a model produces, so that one of
-/// them is taken whenever the grammar allows one, with the model's preference among them kept.
-const CLOSING_BIAS: f32 = 1000.0;
-
 impl CloseJson {
-    pub fn new(budget: usize, reserve: usize, closing: Arc<[u32]>) -> Self {
+    pub fn new(budget: usize, reserve: usize, closing: Arc<[(u32, f32)]>) -> Self {
         CloseJson {
             budget,
             reserve,
@@ -213,10 +221,10 @@ impl CloseJson {
         if !self.closing_now(generated) {
             return false;
         }
-        for &id in self.closing.iter() {
+        for &(id, bias) in self.closing.iter() {
             // Masked tokens (`-inf`, the grammar forbids them) stay masked.
             if let Some(logit) = logits.get_mut(id as usize).filter(|l| l.is_finite()) {
-                *logit += CLOSING_BIAS;
+                *logit += bias;
             }
         }
         true
@@ -347,14 +355,14 @@ mod tests {
 
     #[test]
     fn closing_tokens_are_raised_only_in_the_reserve_and_masks_stay() {
-        let close = CloseJson::new(10, 3, Arc::from(vec![1u32, 2]));
+        let close = CloseJson::new(10, 3, Arc::from(vec![(1u32, 1000.0), (2, 1000.0)]));
         let logits = [0.5, 0.1, f32::NEG_INFINITY, 2.0];
         let mut early = logits;
         assert!(!close.bias(&mut early, 6));
         assert_eq!(early, logits);
         let mut late = logits;
         assert!(close.bias(&mut late, 7));
-        assert_eq!(late[1], 0.1 + CLOSING_BIAS);
+        assert_eq!(late[1], 0.1 + 1000.0);
         assert_eq!(
             late[2],
             f32::NEG_INFINITY,
@@ -364,8 +372,22 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_ranks_first_then_what_closes_most() {
+        let mut ranked: Vec<&str> = CLOSING_TEXTS.to_vec();
+        ranked.sort_by(|a, b| closing_bias(b).total_cmp(&closing_bias(a)));
+        assert_eq!(ranked[0], "\"}}}");
+        assert!(
+            closing_bias("\"") > closing_bias("}}}}"),
+            "inside a string, a brace is text"
+        );
+        assert!(closing_bias("}}") > closing_bias("}"));
+        // Steps of 100: no model logit reorders them.
+        assert!(closing_bias("\"") - closing_bias("}}}}") >= 100.0);
+    }
+
+    #[test]
     fn the_processor_counts_from_the_prompt() {
-        let close = CloseJson::new(3, 1, Arc::from(vec![0u32]));
+        let close = CloseJson::new(3, 1, Arc::from(vec![(0u32, 1000.0)]));
         let logits = Tensor::from_vec(vec![0.0f32, 1.0], 2, &mistralrs::Device::Cpu).expect("t");
         let prompt = [7u32; 5];
         let first = close.apply(&logits, &prompt).expect("apply");
@@ -373,6 +395,6 @@ mod tests {
         // Two generated: the third and last token is in the reserve of one.
         let context = [7u32; 7];
         let last = close.apply(&logits, &context).expect("apply");
-        assert_eq!(last.to_vec1::<f32>().expect("v"), [CLOSING_BIAS, 1.0]);
+        assert_eq!(last.to_vec1::<f32>().expect("v"), [1000.0, 1.0]);
     }
 }

@@ -66,8 +66,9 @@ pub struct Loaded {
     pub capacity: u32,
     /// Token ids that end a constrained (JSON) generation; see [`GRAMMAR_END_TOKENS`].
     pub grammar_end_tokens: Vec<u32>,
-    /// Token ids that only close JSON (see [`constrain::CLOSING_TEXTS`]).
-    pub closing_tokens: Vec<u32>,
+    /// Token ids that only close JSON (see [`constrain::CLOSING_TEXTS`]), with their
+    /// [`constrain::closing_bias`].
+    pub closing_tokens: Vec<(u32, f32)>,
 }
 
 /// The end-of-text tokens llguidance may force once a grammar is complete. mistral.rs stops
@@ -109,8 +110,21 @@ pub async fn load(options: &MistralOptions) -> anyhow::Result<Loaded> {
         DeviceInfo::cpu()
     };
     info!(model = %id, ?context_length, vision, device = %device.name, "model loaded");
-    let grammar_end_tokens = single_tokens(&model, GRAMMAR_END_TOKENS).await;
-    let closing_tokens = single_tokens(&model, constrain::CLOSING_TEXTS).await;
+    let grammar_end_tokens: Vec<u32> = single_tokens(&model, GRAMMAR_END_TOKENS)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let closing_tokens = single_tokens(&model, constrain::CLOSING_TEXTS)
+        .await
+        .into_iter()
+        .map(|(id, text)| (id, constrain::closing_bias(text)))
+        .collect::<Vec<_>>();
+    info!(
+        end_tokens = ?grammar_end_tokens,
+        closing_tokens = closing_tokens.len(),
+        "tokens for constrained generations"
+    );
     Ok(Loaded {
         model,
         info: ModelInfo {
@@ -289,13 +303,13 @@ async fn load_gguf_cpu(
 /// one (the next turn of a chat, a shared system prompt) only computes what is new.
 const PREFIX_CACHE_SEQUENCES: usize = 16;
 
-/// The ids of those `texts` this tokenizer has as single tokens.
-async fn single_tokens(model: &Model, texts: &[&str]) -> Vec<u32> {
+/// Those `texts` this tokenizer has as single tokens, with their ids.
+async fn single_tokens<'a>(model: &Model, texts: &[&'a str]) -> Vec<(u32, &'a str)> {
     let mut ids = Vec::new();
-    for token in texts {
+    for &token in texts {
         if let Ok(found) = tokenize::tokenize_text(model, token).await {
             if let [id] = found.as_slice() {
-                ids.push(*id);
+                ids.push((*id, token));
             }
         }
     }

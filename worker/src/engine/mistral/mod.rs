@@ -50,7 +50,7 @@ pub struct MistralEngine {
     /// Token ids that end a constrained (JSON) generation.
     grammar_end_tokens: Vec<u32>,
     /// Token ids that only close JSON, preferred at the end of a constrained generation's budget.
-    closing_tokens: Arc<[u32]>,
+    closing_tokens: Arc<[(u32, f32)]>,
 }
 
 impl MistralEngine {
