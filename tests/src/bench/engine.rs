@@ -5,9 +5,9 @@
 //!
 //! Each system runs the prompts one at a time (concurrency 1) and all at once (concurrency 4),
 //! greedy, `MAX_TOKENS` each, for `ROUNDS` rounds in turn (so that other load on the machine
-//! falls on all of them alike). Figures: median time to first token, and tokens per second
-//! (at concurrency 1 the tokens of a request over its whole time, at 4 all tokens over the
-//! batch's wall time).
+//! falls on all of them alike). Figures are medians: time to first token, and tokens per second
+//! (at concurrency 1 the tokens of a request over its whole time, at 4 all tokens of a batch
+//! over its wall time).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
@@ -28,7 +28,7 @@ pub const PROMPTS: [&str; 4] = [
     "Describe Paris to a tourist who has one day there, with three places to visit.",
 ];
 pub const MAX_TOKENS: u32 = 64;
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// One request's timing.
 #[derive(Debug, Clone, Copy)]
@@ -69,22 +69,29 @@ impl Figures {
         )
     }
 
-    /// Tokens per second of one request at a time.
+    /// Tokens per second of one request at a time: the median over requests of its tokens
+    /// over its whole time (medians, because other work on a shared machine lands on a few runs).
     pub fn tps_c1(&self) -> f64 {
-        let tokens: u32 = self.c1.iter().map(|r| r.tokens).sum();
-        let time: f64 = self.c1.iter().map(|r| r.total.as_secs_f64()).sum();
-        f64::from(tokens) / time
+        median(
+            self.c1
+                .iter()
+                .map(|r| f64::from(r.tokens) / r.total.as_secs_f64())
+                .collect(),
+        )
     }
 
-    /// Tokens per second of all four together.
+    /// Tokens per second of all four together: the median over batches of all their tokens
+    /// over the batch's wall time.
     pub fn tps_c4(&self) -> f64 {
-        let tokens: u32 = self
-            .c4
-            .iter()
-            .flat_map(|(runs, _)| runs.iter().map(|r| r.tokens))
-            .sum();
-        let time: f64 = self.c4.iter().map(|(_, wall)| wall.as_secs_f64()).sum();
-        f64::from(tokens) / time
+        median(
+            self.c4
+                .iter()
+                .map(|(runs, wall)| {
+                    let tokens: u32 = runs.iter().map(|r| r.tokens).sum();
+                    f64::from(tokens) / wall.as_secs_f64()
+                })
+                .collect(),
+        )
     }
 }
 

@@ -101,6 +101,10 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
         engine::MAX_TOKENS,
         engine::ROUNDS
     );
+    // Other work on the machine slows every system, llama.cpp's spinning threads most.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("   load average before the section: {}", load.trim());
+    }
     let venv = venv();
     let llama = match peers::ensure_venv(&venv, &[LLAMA_CPP]).pop() {
         Some((package, why)) => {
