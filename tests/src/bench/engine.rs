@@ -224,14 +224,13 @@ pub struct LlamaCpp {
 }
 
 impl LlamaCpp {
-    /// Starts `python script model`; waits until the model is loaded.
+    /// Starts `python script model`; waits until it is ready (it loads the model on first use).
     pub fn start(python: &Path, script: &Path, model: &Path) -> anyhow::Result<LlamaCpp> {
         let mut child = Command::new(python)
             .arg(script)
             .arg(model)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;
         let stdin = child.stdin.take().context("stdin")?;
@@ -248,17 +247,19 @@ impl LlamaCpp {
         })
     }
 
-    /// One round: the prompts one by one, then all at once (llama-cpp-python serves one
-    /// sequence at a time, so "at once" queues them as its own server does).
-    pub fn round(&self, figures: &mut Figures) -> anyhow::Result<()> {
+    /// One round with `threads` compute threads: the prompts one by one, then all at once
+    /// (llama-cpp-python serves one sequence at a time, so "at once" queues them as its own
+    /// server does).
+    pub fn round(&self, threads: usize, figures: &mut Figures) -> anyhow::Result<()> {
         let mut stdin = self.stdin.lock().map_err(|_| anyhow::anyhow!("lock"))?;
         let mut stdout = self.stdout.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        let command = json!({"prompts": PROMPTS, "max_tokens": MAX_TOKENS});
+        let command = json!({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "threads": threads});
         writeln!(stdin, "{command}")?;
         stdin.flush()?;
         let mut line = String::new();
         stdout.read_line(&mut line)?;
-        let reply: Value = serde_json::from_str(&line).context("llama.cpp reply")?;
+        let reply: Value = serde_json::from_str(&line)
+            .with_context(|| format!("llama.cpp reply {line:?} (its stderr is above)"))?;
         let run = |v: &Value| Run {
             ttft: Duration::from_secs_f64(v["ttft"].as_f64().unwrap_or(f64::NAN)),
             total: Duration::from_secs_f64(v["total"].as_f64().unwrap_or(f64::NAN)),

@@ -144,12 +144,18 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
     // Warm-up: first requests build caches.
     in_process.one(engine::PROMPTS[0]).await?;
     router.one(engine::PROMPTS[0]).await?;
-    let (mut inp, mut thr, mut ref_) = (Figures::default(), Figures::default(), Figures::default());
+    // llama.cpp with one thread and with every core: its threads spin while they wait for each
+    // other, which on a busy machine can make more threads slower. The faster is the reference.
+    let llama_threads: Vec<usize> = if cores > 1 { vec![1, cores] } else { vec![1] };
+    let (mut inp, mut thr) = (Figures::default(), Figures::default());
+    let mut references = vec![Figures::default(); llama_threads.len()];
     for _ in 0..engine::ROUNDS {
         engine::round(&in_process, &mut inp).await?;
         engine::round(&router, &mut thr).await?;
         if let Some(llama) = &llama {
-            tokio::task::block_in_place(|| llama.round(&mut ref_))?;
+            for (threads, figures) in llama_threads.iter().zip(&mut references) {
+                tokio::task::block_in_place(|| llama.round(*threads, figures))?;
+            }
         }
     }
     println!(
@@ -159,8 +165,15 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
     row("in-process engine", &inp);
     row("through the router", &thr);
     if llama.is_some() {
-        row("llama.cpp (reference)", &ref_);
+        for (threads, figures) in llama_threads.iter().zip(&references) {
+            row(&format!("llama.cpp, {threads} thread(s)"), figures);
+        }
     }
+    let ref_ = references
+        .iter()
+        .max_by(|a, b| a.tps_c1().total_cmp(&b.tps_c1()))
+        .cloned()
+        .unwrap_or_default();
     let pass = |ok: bool| if ok { "met" } else { "NOT met" };
     let (t1, t4) = (thr.tps_c1() / inp.tps_c1(), thr.tps_c4() / inp.tps_c4());
     let (f1, f4) = (inp.ttft_c1() / thr.ttft_c1(), inp.ttft_c4() / thr.ttft_c4());
@@ -175,7 +188,7 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
             inp.ttft_c4() / ref_.ttft_c4(),
         );
         println!(
-            "   llama.cpp / in-process: tok/s x{l1:.2} (c=1) x{l4:.2} (c=4); TTFT in-process / llama.cpp x{lf1:.2} (c=1) x{lf4:.2} (c=4); target within 2x: {}",
+            "   llama.cpp (the faster) / in-process: tok/s x{l1:.2} (c=1) x{l4:.2} (c=4); TTFT in-process / llama.cpp x{lf1:.2} (c=1) x{lf4:.2} (c=4); target within 2x: {}",
             pass(l1.max(l4).max(lf1).max(lf4) <= 2.0)
         );
     }
