@@ -4,10 +4,10 @@
 //! `scripts/llama-reference.py` from the bench's cached virtual environment).
 //!
 //! Each system runs the prompts one at a time (concurrency 1) and all at once (concurrency 4),
-//! greedy, `MAX_TOKENS` each, for `ROUNDS` rounds in turn (so that other load on the machine
-//! falls on all of them alike). Figures are medians: time to first token, and tokens per second
-//! (at concurrency 1 the tokens of a request over its whole time, at 4 all tokens of a batch
-//! over its wall time).
+//! greedy, `MAX_TOKENS` each, for `ROUNDS` rounds in turn, the router and the in-process engine
+//! taking turns prompt by prompt (so that other load on the machine falls on all of them
+//! alike). Figures are medians: time to first token, and tokens per second (at concurrency 1
+//! the tokens of a request over its whole time, at 4 all tokens of a batch over its wall time).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
@@ -100,11 +100,24 @@ pub trait System {
     async fn one(&self, prompt: &'static str) -> anyhow::Result<Run>;
 }
 
-/// Runs `PROMPTS` one by one, then all at once; adds to `figures`.
-pub async fn round(system: &impl System, figures: &mut Figures) -> anyhow::Result<()> {
+/// One round for two systems: each prompt on one, then on the other (so that a change in the
+/// machine's load falls on both), then all prompts at once on each; adds to the figures.
+pub async fn round(
+    a: &impl System,
+    a_figures: &mut Figures,
+    b: &impl System,
+    b_figures: &mut Figures,
+) -> anyhow::Result<()> {
     for prompt in PROMPTS {
-        figures.c1.push(system.one(prompt).await?);
+        a_figures.c1.push(a.one(prompt).await?);
+        b_figures.c1.push(b.one(prompt).await?);
     }
+    batch(a, a_figures).await?;
+    batch(b, b_figures).await
+}
+
+/// All prompts at once.
+async fn batch(system: &impl System, figures: &mut Figures) -> anyhow::Result<()> {
     let started = Instant::now();
     let runs = futures::future::join_all(PROMPTS.map(|p| system.one(p))).await;
     let wall = started.elapsed();

@@ -150,8 +150,7 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
     let (mut inp, mut thr) = (Figures::default(), Figures::default());
     let mut references = vec![Figures::default(); llama_threads.len()];
     for _ in 0..engine::ROUNDS {
-        engine::round(&in_process, &mut inp).await?;
-        engine::round(&router, &mut thr).await?;
+        engine::round(&in_process, &mut inp, &router, &mut thr).await?;
         if let Some(llama) = &llama {
             for (threads, figures) in llama_threads.iter().zip(&mut references) {
                 tokio::task::block_in_place(|| llama.round(*threads, figures))?;

@@ -326,5 +326,6 @@ async fn mesh_sections() -> anyhow::Result<()> {
             .filter(|running| *running)
             .count();
     println!("5. gossip traffic at router 0 with {nodes} live nodes: {:.0} bytes/s sent+received (sealed UDP)", (bytes(&second) - bytes(&first)) / window.as_secs_f64());
+    println!();
     Ok(())
 }

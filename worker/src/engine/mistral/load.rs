@@ -222,8 +222,13 @@ async fn build(source: &Source, options: &MistralOptions) -> anyhow::Result<Mode
             files,
             hub,
         } => {
-            let wanted =
-                cpu::decide(options.dequantize, None, cpu::target(source, true)).dequantize;
+            let operator = std::env::var(cpu::CANDLE_DEQUANTIZE_ALL).ok();
+            let wanted = cpu::decide(
+                options.dequantize,
+                operator.as_deref(),
+                cpu::target(source, true),
+            )
+            .dequantize;
             let expanded = cpu::switch_is_on();
             if wanted && !expanded {
                 info!("weights stay quantized: the process did not call prepare_engine_environment before starting threads");
