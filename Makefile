@@ -43,8 +43,10 @@ test: build model venv
 	  $(CARGO) test --release --workspace
 	@echo "all tests passed"
 
-## bench: router overhead, join time, routing spread, failover and gossip figures (synthetic engine)
-bench: build
+## bench: router overhead, join time, routing spread, failover and gossip figures (synthetic
+## engine); engine speed against llama.cpp; router overhead against vllm-router and sglang-router
+## (the Python references install into ~/.cache/auxot/bench-venv on first use)
+bench: build model
 	$(CARGO_TARGET_DIR)/release/auxot-bench
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (nightly, cargo-fuzz), then schemathesis over HTTP

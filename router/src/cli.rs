@@ -32,6 +32,8 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+// Parsed once at start-up: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new cluster in the data directory and print its first API key, admin key and

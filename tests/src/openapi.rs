@@ -86,6 +86,31 @@ pub fn assert_valid(schema_name: &str, instance: &Value) {
     }
 }
 
+/// Checks a whole OpenAI chat stream: well-formed SSE ending in `data: [DONE]`, every chunk a
+/// valid `CreateChatCompletionStreamResponse` and an error event (`{"error": ..}`) a valid
+/// `ErrorResponse`. Returns the parsed chunks and errors, in order, without the `[DONE]`.
+pub fn assert_valid_stream(body: &str) -> Vec<Value> {
+    let events = crate::sse::parse(body).unwrap_or_else(|e| panic!("not SSE ({e}): {body}"));
+    assert_eq!(
+        events.last().map(|e| e.data.as_str()),
+        Some("[DONE]"),
+        "the stream ends with [DONE]: {body}"
+    );
+    events[..events.len() - 1]
+        .iter()
+        .map(|event| {
+            let data: Value = serde_json::from_str(&event.data)
+                .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
+            if data.get("error").is_some() {
+                assert_valid("ErrorResponse", &data);
+            } else {
+                assert_valid("CreateChatCompletionStreamResponse", &data);
+            }
+            data
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! The shapes the router's OpenAI dialect produces (router/src/openai/response.rs,

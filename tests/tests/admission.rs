@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use auxot_tests::openapi::assert_valid;
 use auxot_tests::{Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -59,6 +60,7 @@ async fn saturation_is_refused_in_each_dialect() {
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: Value = refused.json().await.expect("json");
+    assert_valid("ErrorResponse", &body);
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
     let refused = cluster

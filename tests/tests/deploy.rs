@@ -452,6 +452,7 @@ async fn compose_file_validates_and_its_services_run() {
         .expect("worker name");
     assert_eq!(response.headers()["x-auxot-worker"], worker_name);
     let body: Value = response.json().await.expect("json");
+    auxot_tests::openapi::assert_valid("CreateChatCompletionResponse", &body);
     assert!(body["choices"][0]["message"]["content"].is_string());
 
     // The tools worker's tools are listed, and every auxot service's metrics port answers.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use auxot_tests::openapi::assert_valid;
 use auxot_tests::{Cluster, WorkerOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -323,6 +324,7 @@ async fn oversized_request_shapes_are_refused_naming_the_limit() {
             assert_eq!(answer["type"], "error", "{answer}");
             (&answer["error"]["type"], &answer["error"]["message"])
         } else {
+            assert_valid("ErrorResponse", &answer);
             (&answer["error"]["type"], &answer["error"]["message"])
         };
         assert_eq!(kind, "invalid_request_error", "{answer}");

@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use auxot_tests::openapi::{assert_valid, assert_valid_stream};
 use auxot_tests::{free_tcp_port, workspace_root, Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -104,6 +105,7 @@ async fn requests_are_traced_and_measured_on_router_and_worker() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let body: Value = response.json().await.expect("json");
+    assert_valid("CreateChatCompletionResponse", &body);
     assert!(body["choices"][0]["message"]["content"].is_string());
 
     let response = cluster
@@ -121,7 +123,7 @@ async fn requests_are_traced_and_measured_on_router_and_worker() {
         .to_string();
     assert!(streamed_id.starts_with("req_"), "{streamed_id}");
     let text = response.text().await.expect("stream body");
-    assert!(text.contains("[DONE]"));
+    assert_valid_stream(&text);
 
     // An Anthropic error names the same id in its body as in its header.
     let response = cluster

@@ -62,6 +62,7 @@ async fn a_terminated_router_finishes_open_streams_then_exits() {
     }
     let events = sse::parse(&body).expect("complete SSE");
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    auxot_tests::openapi::assert_valid_stream(&body);
     assert!(!body.contains("\"error\""), "{body}");
     assert_eq!(body.matches("tok").count(), 30, "every token arrives");
     assert_eq!(

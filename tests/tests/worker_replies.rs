@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use auxot_tests::fake_worker::{text_flood, tool_call_at, Behaviour, FakeWorker};
+use auxot_tests::openapi::assert_valid;
 use auxot_tests::{Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -55,6 +56,8 @@ async fn a_worker_that_never_answers_is_abandoned_at_the_deadline() {
         println!("silent worker abandoned after {took:?} (stream: {stream})");
         assert_eq!(response.status(), 503, "stream: {stream}");
         assert!(took < Duration::from_secs(20), "took {took:?}");
+        let body: Value = response.json().await.expect("an error body");
+        assert_valid("ErrorResponse", &body);
     }
 }
 
@@ -84,6 +87,7 @@ async fn absurd_worker_replies_end_the_request_not_the_router() {
         .expect("the router answers");
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
+    assert_valid("ErrorResponse", &body);
     assert!(status.is_server_error(), "{status} {body}");
     assert!(
         body.to_string().contains("liar"),
@@ -118,6 +122,8 @@ async fn absurd_worker_replies_end_the_request_not_the_router() {
             .expect("request");
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-auxot-worker"], "worker0");
+        let body: Value = response.json().await.expect("json");
+        assert_valid("CreateChatCompletionResponse", &body);
     }
     assert_eq!(liar.requests(), 1, "the suspect worker got more requests");
 }
@@ -148,6 +154,7 @@ async fn a_worker_flooding_text_is_cut_off() {
         .expect("request");
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
+    assert_valid("ErrorResponse", &body);
     let grown_mib = cluster.routers[0]
         .peak_rss_kib()
         .expect("rss")

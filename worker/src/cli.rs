@@ -14,8 +14,8 @@ use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_SYNTHETIC_TOKENS,
-    DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
+    Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
 };
 
 #[derive(Debug, Parser)]
@@ -102,6 +102,11 @@ pub struct JoinArgs {
     #[arg(long, env = "AUXOT_CPU")]
     pub cpu: bool,
 
+    /// GGUF on a CPU: expand the quantized weights to F32 at load (auto: when that stays under
+    /// 2 GiB): prompts ~10x and decoding ~2x faster, for 4 bytes of memory per parameter.
+    #[arg(long, value_enum, default_value = "auto", env = "AUXOT_DEQUANTIZE")]
+    pub dequantize: Dequantize,
+
     /// Engine that generates answers.
     #[arg(long, value_enum, default_value = "mistralrs", env = "AUXOT_ENGINE")]
     pub engine: EngineKind,
@@ -110,7 +115,8 @@ pub struct JoinArgs {
     #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TTFT_MS, env = "AUXOT_SYNTHETIC_TTFT_MS")]
     pub synthetic_ttft_ms: u64,
 
-    /// Synthetic engine: tokens per second after the first.
+    /// Synthetic engine: tokens per second after the first; 0 sends them all at once, with no
+    /// timer (router benchmarks).
     #[arg(long, default_value_t = DEFAULT_SYNTHETIC_TOKENS_PER_SEC, env = "AUXOT_SYNTHETIC_TOKENS_PER_SEC")]
     pub synthetic_tokens_per_sec: f64,
 
@@ -186,6 +192,19 @@ impl JoinArgs {
         Listeners::bind(self.quic_addr, self.gossip_addr)?.with_metrics(self.metrics_addr)
     }
 
+    /// Decides whether GGUF weights are expanded on a CPU and sets candle's switch for it. Call
+    /// before starting any thread (see `auxot_worker::prepare_engine_environment`).
+    pub fn prepare_engine_environment(&self) {
+        if let (EngineKind::Mistralrs, Some(model)) = (self.engine, &self.model) {
+            crate::engine::mistral::cpu::prepare_engine_environment(
+                model,
+                &self.gguf_files,
+                self.cpu,
+                self.dequantize,
+            );
+        }
+    }
+
     /// How long a stop signal lets in-flight requests finish.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
@@ -203,6 +222,7 @@ impl JoinArgs {
             max_seqs: self.max_seqs,
             gpu_memory_utilization: self.gpu_memory_utilization,
             cpu: self.cpu,
+            dequantize: self.dequantize,
             engine: self.engine,
             synthetic_ttft: Duration::from_millis(self.synthetic_ttft_ms),
             synthetic_tokens_per_sec: self.synthetic_tokens_per_sec,

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::ValueEnum;
 
+pub use crate::engine::mistral::cpu::Dequantize;
+
 /// Default share of GPU memory for the KV cache.
 pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.85;
 /// Default synthetic time to first token, in milliseconds.
@@ -54,6 +56,8 @@ pub struct WorkerConfig {
     pub gpu_memory_utilization: f32,
     /// Compute on the CPU even when a GPU is available.
     pub cpu: bool,
+    /// Whether GGUF weights are expanded to F32 on a CPU (see [`crate::prepare_engine_environment`]).
+    pub dequantize: Dequantize,
     /// Which engine generates answers.
     pub engine: EngineKind,
     /// Synthetic engine: time before the first token.
@@ -93,6 +97,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_seqs", &self.max_seqs)
             .field("gpu_memory_utilization", &self.gpu_memory_utilization)
             .field("cpu", &self.cpu)
+            .field("dequantize", &self.dequantize)
             .field("engine", &self.engine)
             .field("synthetic_ttft", &self.synthetic_ttft)
             .field("synthetic_tokens_per_sec", &self.synthetic_tokens_per_sec)
@@ -125,6 +130,7 @@ impl WorkerConfig {
             max_seqs: None,
             gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
             cpu: false,
+            dequantize: Dequantize::Auto,
             engine: EngineKind::Mistralrs,
             synthetic_ttft: Duration::from_millis(DEFAULT_SYNTHETIC_TTFT_MS),
             synthetic_tokens_per_sec: DEFAULT_SYNTHETIC_TOKENS_PER_SEC,

@@ -104,7 +104,10 @@ fn directory_bytes(dir: &Path) -> u64 {
     total
 }
 
-async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn Engine>>> {
+/// Builds the engine the configuration names, with no progress reports or metrics: what a program
+/// that embeds the engine without a worker (the benchmark) calls. `None` on a tools-only
+/// configuration.
+pub async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn Engine>>> {
     let max_seqs = config.max_seqs();
     match config.engine {
         EngineKind::Synthetic => {
@@ -136,6 +139,7 @@ async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn En
                 force_cpu: config.cpu,
                 chat_template: config.chat_template.clone(),
                 gpu_memory_utilization: config.gpu_memory_utilization,
+                dequantize: config.dequantize,
             })
             .await?;
             Ok(Some(Arc::new(engine)))

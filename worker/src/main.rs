@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Err(err) => return fail(&err),
     };
     protect_secrets(&token);
+    // Before the async runtime starts any thread: it may set the environment.
+    args.prepare_engine_environment();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&err.into()),

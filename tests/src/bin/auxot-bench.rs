@@ -12,7 +12,23 @@
 //! 6. Prefix-affinity routing against power-of-two-choices (baseline): multi-turn conversations
 //!    over 3 workers whose synthetic engine models a prefix cache (a prompt prefix computed
 //!    recently costs no prefill); time to first token and cache-hit rate.
+//! 7. Engine speed with the real model: through a router, in-process, and llama.cpp on the same
+//!    file (`bench/engine.rs`).
+//! 8. Router overhead against vllm-router and sglang-router in front of a mock backend
+//!    (`bench/peers.rs`).
+//!
+//! `auxot-bench [mesh] [engine] [peers]` runs those sections (sections 1 to 6 are `mesh`; all
+//! by default).
 #![forbid(unsafe_code)]
+
+#[path = "../bench/engine.rs"]
+mod engine;
+#[path = "../bench/http.rs"]
+mod http;
+#[path = "../bench/peers.rs"]
+mod peers;
+#[path = "../bench/sections.rs"]
+mod sections;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -364,8 +380,12 @@ fn print_conversations(label: &str, turns: &[Turn], cache: [f64; 4]) {
     );
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    sections::main()
+}
+
+/// Sections 1 to 6: the mesh with synthetic workers.
+async fn mesh_sections() -> anyhow::Result<()> {
     println!("auxot benchmark (synthetic engine: 16 tokens at 800 tok/s per request; {REQUESTS} requests, {CONCURRENCY} concurrent per router)\n");
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();

@@ -13,6 +13,8 @@ use mistralrs::core::ReasoningEffort;
 use mistralrs::{Constraint, Function, MessageContent, SamplingParams, StopTokens, Tool, ToolType};
 use serde_json::{json, Value};
 
+use super::constrain;
+
 /// A chat in the shape mistral.rs's chat templates consume.
 pub type EngineMessages = Vec<IndexMap<String, MessageContent>>;
 
@@ -357,7 +359,7 @@ pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
         Some(forced) if forced.len() == 1 => {
             add_system_hint(&mut chat.messages, &forced_hint(&forced, true));
             (
-                Constraint::JsonSchema(arguments_schema(forced[0])),
+                Constraint::JsonSchema(constrain::strict_schema(&arguments_schema(forced[0]))),
                 Output::ToolArguments {
                     name: forced[0].name.clone(),
                 },
@@ -379,7 +381,7 @@ pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
                 })
                 .collect();
             (
-                Constraint::JsonSchema(json!({"anyOf": alternatives})),
+                Constraint::JsonSchema(constrain::strict_schema(&json!({"anyOf": alternatives}))),
                 Output::ToolSelection,
                 None,
                 None,
@@ -388,8 +390,10 @@ pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
         None => {
             let constraint = match &request.response_format {
                 ResponseFormat::Text => Constraint::None,
-                ResponseFormat::JsonObject => Constraint::JsonSchema(json!({"type": "object"})),
-                ResponseFormat::JsonSchema { schema, .. } => Constraint::JsonSchema(schema.clone()),
+                ResponseFormat::JsonObject => Constraint::JsonSchema(constrain::any_object()),
+                ResponseFormat::JsonSchema { schema, .. } => {
+                    Constraint::JsonSchema(constrain::strict_schema(schema))
+                }
             };
             let tools = tools(&request.tools);
             let choice = tool_choice(&request.tool_choice, tools.is_some());
@@ -567,8 +571,13 @@ mod tests {
                 name: "get_weather".into()
             }
         );
-        assert!(
-            matches!(prepared.constraint, Constraint::JsonSchema(ref s) if s["required"][0] == "city")
+        let Constraint::JsonSchema(schema) = &prepared.constraint else {
+            panic!("constraint")
+        };
+        assert_eq!(schema["required"][0], "city");
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "an open object is generated closed"
         );
         assert!(
             prepared.tools.is_none(),
@@ -598,7 +607,12 @@ mod tests {
         assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2));
         assert_eq!(
             schema["anyOf"][1]["properties"]["arguments"],
-            json!({"type": "object"})
+            json!({"type": "object", "additionalProperties": false}),
+            "a tool without parameters takes no arguments"
+        );
+        assert_eq!(
+            schema["anyOf"][0]["properties"]["arguments"]["additionalProperties"],
+            false
         );
         assert_eq!(left(&prepared.chat.messages[0]["role"]), "system");
     }
@@ -612,7 +626,15 @@ mod tests {
         };
         assert!(matches!(
             prepare(&request).expect("prepare").constraint,
-            Constraint::JsonSchema(_)
+            Constraint::JsonSchema(ref s) if s.get("additionalProperties").is_none()
+        ));
+        request.response_format = ResponseFormat::JsonSchema {
+            name: "capital".into(),
+            schema: json!({"type": "object", "properties": {"capital": {"type": "string"}}}),
+        };
+        assert!(matches!(
+            prepare(&request).expect("prepare").constraint,
+            Constraint::JsonSchema(ref s) if s["additionalProperties"] == false
         ));
         request.response_format = ResponseFormat::Text;
         request.tools = weather_tools();

@@ -10,6 +10,7 @@ use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use tokio::sync::mpsc::UnboundedSender;
 
+pub mod constrain;
 pub mod continuation;
 pub mod convert;
 pub mod mistral;

@@ -13,6 +13,10 @@
 //! prompt costs [`SyntheticOptions::prefill_per_token`] per token not found in the cache, which
 //! remembers the last [`SyntheticOptions::prefix_cache`] conversation prefixes it saw (answers
 //! included). Prefix-aware routing is measured against it.
+//!
+//! With no time to first token and a rate of 0 it sets no timer at all and answers at once (the
+//! zero-delay mode): what is left to measure is the router and the transport, as a mock backend
+//! measures a peer router.
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
@@ -37,6 +41,7 @@ pub struct SyntheticOptions {
     /// Model id to advertise; must start with `synthetic`.
     pub model_id: String,
     pub time_to_first_token: Duration,
+    /// 0: every token at once, with no timer.
     pub tokens_per_second: f64,
     /// Tokens per answer unless `max_tokens` is lower.
     pub tokens: u32,
@@ -296,8 +301,8 @@ impl SyntheticEngine {
                 options.model_id
             ));
         }
-        if options.tokens_per_second <= 0.0 {
-            return Err("synthetic tokens per second must be positive".into());
+        if !(options.tokens_per_second >= 0.0 && options.tokens_per_second.is_finite()) {
+            return Err("synthetic tokens per second must be 0 (no pacing) or positive".into());
         }
         let info = ModelInfo {
             id: options.model_id.clone(),
@@ -405,7 +410,8 @@ impl Engine for SyntheticEngine {
                 return;
             }
         };
-        let gap = Duration::from_secs_f64(1.0 / self.options.tokens_per_second);
+        let gap = (self.options.tokens_per_second > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.options.tokens_per_second));
         let prompt_tokens = Self::prompt_tokens(&base.messages);
         if request.prompt_tokens_first
             && events
@@ -418,13 +424,16 @@ impl Engine for SyntheticEngine {
         }
         // The cut turn is prompt to this engine: prefilled like the rest.
         let prompt = prefixes(&request.messages);
-        tokio::select! {
-            _ = events.closed() => return,
-            _ = tokio::time::sleep(self.time_to_first_token(&prompt)) => {}
+        let first = self.time_to_first_token(&prompt);
+        if !first.is_zero() {
+            tokio::select! {
+                _ = events.closed() => return,
+                _ = tokio::time::sleep(first) => {}
+            }
         }
         self.remember(&prompt);
         for (i, event) in rest.into_iter().enumerate() {
-            if i > 0 {
+            if let (true, Some(gap)) = (i > 0, gap) {
                 tokio::select! {
                     _ = events.closed() => return,
                     _ = tokio::time::sleep(gap) => {}
@@ -462,6 +471,7 @@ impl Engine for SyntheticEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future as _;
 
     #[tokio::test]
     async fn emits_the_configured_tokens_then_usage_and_finish() {
@@ -702,16 +712,44 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_model_id_that_hides_what_it_is() {
-        let result = SyntheticEngine::new(SyntheticOptions {
-            model_id: "gpt-4".into(),
+    fn zero_delay_answers_without_waiting() {
+        let engine = SyntheticEngine::new(SyntheticOptions {
+            model_id: "synthetic".into(),
             time_to_first_token: Duration::ZERO,
-            tokens_per_second: 1.0,
+            tokens_per_second: 0.0,
+            tokens: 3,
+            capacity: 1,
+            prefill_per_token: Duration::ZERO,
+            prefix_cache: 0,
+        })
+        .expect("engine");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Polled once, outside any runtime: a timer would leave it pending (or panic).
+        let mut chat = std::pin::pin!(engine.chat(ChatRequest::default(), tx));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(chat.as_mut().poll(&mut context).is_ready());
+        let mut texts = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let ChatEvent::Text { text } = e {
+                texts.push(text);
+            }
+        }
+        assert_eq!(texts, ["tok0 ", "tok1 ", "tok2 "]);
+    }
+
+    #[test]
+    fn refuses_a_model_id_that_hides_what_it_is() {
+        let options = |model_id: &str, tokens_per_second| SyntheticOptions {
+            model_id: model_id.into(),
+            time_to_first_token: Duration::ZERO,
+            tokens_per_second,
             tokens: 1,
             capacity: 1,
             prefill_per_token: Duration::ZERO,
             prefix_cache: 0,
-        });
-        assert!(result.is_err());
+        };
+        assert!(SyntheticEngine::new(options("gpt-4", 1.0)).is_err());
+        assert!(SyntheticEngine::new(options("synthetic", -1.0)).is_err());
+        assert!(SyntheticEngine::new(options("synthetic", f64::NAN)).is_err());
     }
 }

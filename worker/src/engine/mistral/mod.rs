@@ -5,25 +5,31 @@
 //! stall every sequence in the batch, and a non-streaming request cannot be cancelled. Reading
 //! the engine's channel promptly and dropping it when the caller goes away gives both.
 //!
-//! The parts, each its own file: [`source`] (what `--model` names), [`load`] (builders, device,
-//! capacity, grammar end tokens), [`tokenize`] (prompt sizes through the engine's tokenizer),
-//! [`resume`] (the prompt that continues a cut assistant turn) and [`stream`] (engine chunks to
-//! canonical events). This file only sends requests and pumps replies.
+//! The parts, each its own file: [`source`] (what `--model` names), [`cpu`] (whether GGUF
+//! weights are expanded on a CPU), [`load`] (builders, device, capacity, grammar end tokens),
+//! [`tokenize`] (prompt sizes through the engine's tokenizer), [`resume`] (the prompt that
+//! continues a cut assistant turn) and [`stream`] (engine chunks to canonical events). This file
+//! only sends requests and pumps replies.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use auxot_common::chat::{ChatEvent, ChatRequest, FinishReason, Usage};
 use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use mistralrs::core::RequestMessage;
-use mistralrs::{Constraint, Model, NormalRequest, Request, Response, StopTokens};
+use mistralrs::{
+    Constraint, CustomLogitsProcessor, Model, NormalRequest, Request, Response, StopTokens,
+};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
 use super::continuation;
+use super::constrain::{self, CloseJson};
 use super::convert;
 use super::Engine;
 
+pub mod cpu;
 mod load;
 mod resume;
 mod source;
@@ -46,6 +52,8 @@ pub struct MistralEngine {
     next_id: AtomicUsize,
     /// Token ids that end a constrained (JSON) generation.
     grammar_end_tokens: Vec<u32>,
+    /// Token ids that only close JSON, preferred at the end of a constrained generation's budget.
+    closing_tokens: Arc<[(u32, f32)]>,
 }
 
 impl MistralEngine {
@@ -59,6 +67,7 @@ impl MistralEngine {
             capacity: loaded.capacity,
             next_id: AtomicUsize::new(1),
             grammar_end_tokens: loaded.grammar_end_tokens,
+            closing_tokens: loaded.closing_tokens.into(),
         })
     }
 
@@ -87,7 +96,8 @@ impl MistralEngine {
                 self.info.id
             )));
         }
-        let mut stream = GenerationStream::new(&request.sampling.stop, prepared.output.clone());
+        let mut stream = GenerationStream::new(&request.sampling.stop, prepared.output.clone())
+            .constrained(!matches!(prepared.constraint, Constraint::None));
         let resumed = match &partial {
             Some(partial) => Some(resume::prompt(&self.model, &prepared, partial).await?),
             None => None,
@@ -196,8 +206,20 @@ impl MistralEngine {
             }
         };
         let mut sampling_params = convert::sampling(&request.sampling);
-        if !matches!(constraint, Constraint::None) && !self.grammar_end_tokens.is_empty() {
-            sampling_params.stop_toks = Some(StopTokens::Ids(self.grammar_end_tokens.clone()));
+        let mut logits_processors = None;
+        if let Constraint::JsonSchema(schema) = &constraint {
+            if !self.grammar_end_tokens.is_empty() {
+                sampling_params.stop_toks = Some(StopTokens::Ids(self.grammar_end_tokens.clone()));
+            }
+            if let (Some(budget), false) = (sampling_params.max_len, self.closing_tokens.is_empty())
+            {
+                let close = CloseJson::new(
+                    budget,
+                    constrain::closing_reserve(schema),
+                    self.closing_tokens.clone(),
+                );
+                logits_processors = Some(vec![Arc::new(close) as Arc<dyn CustomLogitsProcessor>]);
+            }
         }
         let (tx, rx) = mpsc::channel(REPLY_CHANNEL);
         let normal = NormalRequest {
@@ -211,7 +233,7 @@ impl MistralEngine {
             suffix: None,
             tools,
             tool_choice,
-            logits_processors: None,
+            logits_processors,
             return_raw_logits: false,
             web_search_options: None,
             model_id: None,

@@ -9,11 +9,15 @@
 //!   dropped, and after [`MAX_CHUNKS_AFTER_STOP`] the generation ends with counted usage;
 //! - a forced tool call streams its constrained JSON as argument fragments of one call; a
 //!   selection among several tools is parsed once complete;
+//! - a constrained (JSON) generation that ends before its JSON is complete (`max_tokens` ran
+//!   out) ends in an error that says so, never in truncated JSON presented as a tool call or an
+//!   answer; one whose JSON closed on its very last token is complete, not `length`;
 //! - a finish reason ends the generation with `Usage` then `Finish`.
 
 use auxot_common::chat::{ChatEvent, FinishReason, Usage};
 use auxot_common::error::RemoteError;
 
+use crate::engine::constrain;
 use crate::engine::convert::Output;
 use crate::engine::stops::StopMatcher;
 
@@ -111,6 +115,8 @@ pub struct GenerationStream {
     tool_calls: u32,
     /// Constrained text of a tool selection, parsed when the generation ends.
     selection: String,
+    /// The whole text of a constrained generation, checked for complete JSON at the end.
+    json: Option<String>,
     /// The prompt size, when it was counted before generating.
     prompt_tokens: Option<u32>,
     /// Tokens of a cut turn this generation continues: output to the caller, prompt to the
@@ -133,6 +139,7 @@ impl GenerationStream {
             chunks: 0,
             tool_calls: 0,
             selection: String::new(),
+            json: None,
             prompt_tokens: None,
             turn_tokens: 0,
         }
@@ -145,6 +152,12 @@ impl GenerationStream {
         self.turn_tokens = turn_tokens;
     }
 
+    /// Marks the generation as constrained to JSON: it must end with its JSON complete.
+    pub fn constrained(mut self, constrained: bool) -> Self {
+        self.json = constrained.then(String::new);
+        self
+    }
+
     /// Records the prompt size counted before generating; returns the event that reports it
     /// before any output. The count also stands in for the engine's should it never report one.
     pub fn prompt_tokens(&mut self, tokens: u32) -> ChatEvent {
@@ -153,6 +166,9 @@ impl GenerationStream {
     }
 
     fn on_text(&mut self, text: String, out: &mut Vec<ChatEvent>) {
+        if let Some(json) = &mut self.json {
+            json.push_str(&text);
+        }
         match &self.output {
             Output::Text => {
                 let step = self.stops.push(&text);
@@ -193,6 +209,22 @@ impl GenerationStream {
         Ok(())
     }
 
+    /// The error for a constrained generation that ended before its JSON was complete.
+    fn incomplete_json(&self, length: bool) -> RemoteError {
+        let what = match &self.output {
+            Output::ToolArguments { name } => format!("the arguments of its call to `{name}`"),
+            Output::ToolSelection => "its tool call".to_string(),
+            Output::Text => "its JSON answer".to_string(),
+        };
+        if length {
+            RemoteError::invalid(format!(
+                "max_tokens ran out before the model completed {what}; raise max_tokens"
+            ))
+        } else {
+            RemoteError::internal(format!("the model stopped before it completed {what}"))
+        }
+    }
+
     /// Handles one chunk, appending the events it yields to `out`; true when the generation is
     /// over. On an error, the events already in `out` still belong to the generation.
     pub fn on_chunk(
@@ -225,9 +257,17 @@ impl GenerationStream {
         if engine_finish.is_none() && !gave_up_waiting {
             return Ok(false);
         }
-        let length = engine_finish.as_deref() == Some("length");
         if engine_finish.as_deref() == Some("canceled") {
             return Err(RemoteError::internal("the engine cancelled the generation"));
+        }
+        let mut length = engine_finish.as_deref() == Some("length");
+        if let (Some(json), None) = (&self.json, &self.stopped_by) {
+            if constrain::is_complete_json(json) {
+                // Closed on the budget's last token: complete, not cut.
+                length = false;
+            } else {
+                return Err(self.incomplete_json(length));
+            }
         }
         match self.output {
             Output::Text if self.stopped_by.is_none() => {
@@ -612,6 +652,62 @@ mod tests {
             assert_eq!(error.kind, kind, "{what}");
             assert!(error.message.contains(message), "{what}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn constrained_json_is_complete_or_an_error() {
+        let forced = || Output::ToolArguments {
+            name: "get_weather".into(),
+        };
+        // Cut by max_tokens: the fragments already sent are followed by an error, not a call.
+        let mut stream = GenerationStream::new(&[], forced()).constrained(true);
+        let (events, error) = run(
+            &mut stream,
+            vec![text("{\"city\":\"Par"), last("is", "length", Some((9, 2)))],
+        );
+        let error = error.expect("an error");
+        assert_eq!(error.kind, ErrorKind::InvalidRequest);
+        assert_eq!(
+            error.message,
+            "max_tokens ran out before the model completed the arguments of its call to `get_weather`; raise max_tokens"
+        );
+        assert!(!events.iter().any(|e| matches!(e, ChatEvent::Finish { .. })));
+        // Closed on the last token of the budget: a complete call.
+        let mut stream = GenerationStream::new(&[], forced()).constrained(true);
+        let (events, error) = run(
+            &mut stream,
+            vec![
+                text("{\"city\":"),
+                last("\"Paris\"}", "length", Some((9, 2))),
+            ],
+        );
+        assert_eq!(error, None);
+        assert_eq!(events.last(), Some(&finish(FinishReason::ToolCalls, None)));
+        // A JSON answer (response_format) is held to the same rule.
+        let mut stream = GenerationStream::new(&[], Output::Text).constrained(true);
+        let (events, error) = run(&mut stream, vec![last("{\"capital\":\"Pa", "length", None)]);
+        assert_eq!(events, vec![says("{\"capital\":\"Pa")]);
+        assert!(error
+            .expect("an error")
+            .message
+            .contains("completed its JSON answer"));
+        let mut stream = GenerationStream::new(&[], Output::Text).constrained(true);
+        let (events, error) = run(
+            &mut stream,
+            vec![last("{\"capital\":1}", "length", Some((1, 4)))],
+        );
+        assert_eq!(error, None);
+        assert_eq!(events.last(), Some(&finish(FinishReason::Stop, None)));
+        // A selection cut short says so too.
+        let mut stream = GenerationStream::new(&[], Output::ToolSelection).constrained(true);
+        let (_, error) = run(
+            &mut stream,
+            vec![last("{\"name\":\"f\",\"argu", "length", None)],
+        );
+        assert!(error
+            .expect("an error")
+            .message
+            .starts_with("max_tokens ran out before the model completed its tool call"));
     }
 
     #[test]
