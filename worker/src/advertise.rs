@@ -48,7 +48,7 @@ pub fn tools_advert(tools: &ToolRunner) -> anyhow::Result<Vec<ToolInfo>> {
 
 /// What a worker serves once loaded.
 pub struct Offer {
-    pub model: Option<ModelInfo>,
+    pub models: Vec<ModelInfo>,
     pub device: DeviceInfo,
     pub capacity: u32,
     pub tools: Vec<ToolInfo>,
@@ -98,7 +98,7 @@ impl Advertiser {
         if advert.readiness == Readiness::Draining {
             return false;
         }
-        advert.models = offer.model.into_iter().collect();
+        advert.models = offer.models;
         advert.device = offer.device;
         advert.capacity = offer.capacity;
         advert.tools = offer.tools;

@@ -17,6 +17,44 @@ use crate::config::{
     Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
 };
+use crate::engine::mistral::options::{parse_device_layers, parse_isq};
+
+mod models;
+
+/// Help heading of the options that belong to a model.
+const MODEL_OPTIONS: &str =
+    "Model options (each applies to the --model before it; from AUXOT_* variables, to every model)";
+
+/// Parses the command line (exiting with clap's message on a mistake), models grouped.
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|err| err.exit())
+}
+
+/// Parses `args`: clap's parse, then each model option given to the `--model` it follows.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let Command::Join(join) = &mut cli.command;
+    if let Some(("join", sub)) = matches.subcommand() {
+        join.models = models::group(sub, join)
+            .map_err(|message| command.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+    }
+    Ok(cli)
+}
+
+fn isq_value(value: &str) -> Result<String, String> {
+    parse_isq(value).map(|_| value.trim().to_string())
+}
+
+fn device_layers_value(value: &str) -> Result<String, String> {
+    parse_device_layers(value).map(|_| value.trim().to_string())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,29 +112,107 @@ pub struct JoinArgs {
     pub token_file: Option<PathBuf>,
 
     /// Model to serve: a .gguf file, a model directory, or a Hugging Face id (org/name). Optional
-    /// on a tools-only worker.
-    #[arg(long, env = "AUXOT_MODEL")]
-    pub model: Option<String>,
+    /// on a tools-only worker. Repeat to serve several models, each in an engine of its own and
+    /// advertised under its own id; the model options below apply to the --model they follow.
+    #[arg(long, env = "AUXOT_MODEL", help_heading = MODEL_OPTIONS)]
+    pub model: Vec<String>,
 
     /// GGUF file to use from a Hugging Face repository given with --model; repeat for split files.
-    #[arg(long = "gguf-file", env = "AUXOT_GGUF_FILE", value_delimiter = ',')]
+    #[arg(long = "gguf-file", env = "AUXOT_GGUF_FILE", value_delimiter = ',', help_heading = MODEL_OPTIONS)]
     pub gguf_files: Vec<String>,
 
-    /// Model id to advertise (default: the GGUF file name without .gguf, or the directory or hub id).
-    #[arg(long, env = "AUXOT_MODEL_NAME")]
-    pub model_name: Option<String>,
+    /// Model id to advertise (default: the GGUF file name without .gguf, or the directory or hub
+    /// id; with adapters, `:` and the adapter's name after it).
+    #[arg(long, env = "AUXOT_MODEL_NAME", help_heading = MODEL_OPTIONS)]
+    pub model_name: Vec<String>,
 
     /// Chat template (.json or .jinja) overriding the model's own.
-    #[arg(long, env = "AUXOT_CHAT_TEMPLATE")]
-    pub chat_template: Option<PathBuf>,
+    #[arg(long, env = "AUXOT_CHAT_TEMPLATE", help_heading = MODEL_OPTIONS)]
+    pub chat_template: Vec<PathBuf>,
 
-    /// Requests run at once (default: 32 with the cuda feature, 8 on CPU).
-    #[arg(long, env = "AUXOT_MAX_SEQS")]
-    pub max_seqs: Option<usize>,
+    /// Requests the model runs at once (and advertises as capacity). Default: on a GPU with
+    /// PagedAttention, what its KV cache holds (cache tokens / --kv-tokens-per-request, at most
+    /// 256); 32 on a GPU otherwise; 8 on a CPU.
+    #[arg(long, env = "AUXOT_MAX_SEQS", help_heading = MODEL_OPTIONS)]
+    pub max_seqs: Vec<usize>,
 
-    /// Share of GPU memory given to the KV cache (PagedAttention); ignored on CPU.
-    #[arg(long, default_value_t = DEFAULT_GPU_MEMORY_UTILIZATION, env = "AUXOT_GPU_MEMORY_UTILIZATION")]
-    pub gpu_memory_utilization: f32,
+    /// GPU: share of the GPU's memory mistral.rs may fill, the model's weights included, with the
+    /// KV cache (PagedAttention) [default: 0.85]. Models loaded later on the same GPU need a
+    /// higher share than earlier ones (e.g. 0.45 then 0.9). Ignored on a CPU.
+    #[arg(long, env = "AUXOT_GPU_MEMORY_UTILIZATION", help_heading = MODEL_OPTIONS)]
+    pub gpu_memory_utilization: Vec<f32>,
+
+    /// GPU: size the KV cache (PagedAttention) for this many tokens instead of a share of memory.
+    #[arg(long, env = "AUXOT_KV_CACHE_TOKENS", help_heading = MODEL_OPTIONS)]
+    pub kv_cache_tokens: Vec<usize>,
+
+    /// GPU: tokens (prompt and answer) a request is assumed to keep in the KV cache when the
+    /// capacity is derived from the cache's size [default: 4096].
+    #[arg(long, env = "AUXOT_KV_TOKENS_PER_REQUEST", help_heading = MODEL_OPTIONS)]
+    pub kv_tokens_per_request: Vec<usize>,
+
+    /// In-situ quantization of a safetensors model while it loads: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+    /// Q2K, Q3K, Q4K, Q5K, Q6K, Q8K, HQQ4, HQQ8, FP8, AFQ2-8 (Metal), or a bit width (2, 3, 4,
+    /// 5, 6, 8: the best type of that width for the device). GGUF models are already quantized.
+    #[arg(long, env = "AUXOT_ISQ", value_parser = isq_value, help_heading = MODEL_OPTIONS)]
+    pub isq: Vec<String>,
+
+    /// GPU: put the whole model on this GPU (ordinal), instead of spreading its layers over every
+    /// GPU the worker sees (the default; CUDA_VISIBLE_DEVICES limits which).
+    #[arg(long, env = "AUXOT_GPU", help_heading = MODEL_OPTIONS)]
+    pub gpu: Vec<usize>,
+
+    /// GPU: place the model's repeating layers by hand, ORDINAL:LAYERS separated by `;` (e.g.
+    /// `0:20;1:12`); layers not placed run on the CPU. The embeddings and head stay on GPU 0.
+    #[arg(long, env = "AUXOT_DEVICE_LAYERS", value_parser = device_layers_value, help_heading = MODEL_OPTIONS)]
+    pub device_layers: Vec<String>,
+
+    /// GPU: the sequence length automatic device mapping reserves activation and KV memory for
+    /// when it spreads layers over the GPUs [default: 4096].
+    #[arg(long, env = "AUXOT_DEVICE_MAP_MAX_SEQ_LEN", help_heading = MODEL_OPTIONS)]
+    pub device_map_max_seq_len: Vec<usize>,
+
+    /// GPU: the batch size automatic device mapping reserves memory for [default: 1].
+    #[arg(long, env = "AUXOT_DEVICE_MAP_MAX_BATCH_SIZE", help_heading = MODEL_OPTIONS)]
+    pub device_map_max_batch_size: Vec<usize>,
+
+    /// LoRA adapter (a Hugging Face id or a local PEFT directory) merged into a safetensors model
+    /// while it loads; repeat to merge several. Serve one adapter per id with `--model BASE
+    /// --model-name ID --lora ADAPTER` once per adapter. On a GGUF model: one adapter repository
+    /// with --adapter-order.
+    #[arg(long, env = "AUXOT_LORA", value_delimiter = ',', help_heading = MODEL_OPTIONS)]
+    pub lora: Vec<String>,
+
+    /// X-LoRA model (adapters mixed per token by a learned classifier) over the base model; needs
+    /// --adapter-order.
+    #[arg(long, env = "AUXOT_XLORA", help_heading = MODEL_OPTIONS)]
+    pub xlora: Vec<String>,
+
+    /// mistral.rs adapter ordering file (JSON: order, layers, base_model_id) for --xlora, or for
+    /// --lora on a GGUF model.
+    #[arg(long, env = "AUXOT_ADAPTER_ORDER", help_heading = MODEL_OPTIONS)]
+    pub adapter_order: Vec<PathBuf>,
+
+    /// X-LoRA: the target non-granular index (scalings computed once, then fixed).
+    #[arg(long, env = "AUXOT_XLORA_TARGET_INDEX", help_heading = MODEL_OPTIONS)]
+    pub xlora_target_index: Vec<usize>,
+
+    /// Speculative decoding: a small model with the same tokenizer (a .gguf file, a directory or
+    /// a Hugging Face id) drafts tokens the model then checks. No PagedAttention with it.
+    #[arg(long, env = "AUXOT_DRAFT_MODEL", help_heading = MODEL_OPTIONS)]
+    pub draft_model: Vec<String>,
+
+    /// GGUF file to use from a Hugging Face repository given with --draft-model.
+    #[arg(long = "draft-gguf-file", env = "AUXOT_DRAFT_GGUF_FILE", value_delimiter = ',', help_heading = MODEL_OPTIONS)]
+    pub draft_gguf_files: Vec<String>,
+
+    /// Speculative decoding: tokens the draft model proposes per step [default: 16].
+    #[arg(long, env = "AUXOT_SPECULATIVE_GAMMA", help_heading = MODEL_OPTIONS)]
+    pub speculative_gamma: Vec<usize>,
+
+    /// The models with their options, grouped by [`parse`] from where each flag stands.
+    #[arg(skip)]
+    pub models: Vec<models::ModelSlot>,
 
     /// Compute on the CPU even when a GPU is available.
     #[arg(long, env = "AUXOT_CPU")]
@@ -195,13 +311,33 @@ impl JoinArgs {
     /// Decides whether GGUF weights are expanded on a CPU and sets candle's switch for it. Call
     /// before starting any thread (see `auxot_worker::prepare_engine_environment`).
     pub fn prepare_engine_environment(&self) {
-        if let (EngineKind::Mistralrs, Some(model)) = (self.engine, &self.model) {
+        if self.engine != EngineKind::Mistralrs {
+            return;
+        }
+        let mut weights = crate::engine::mistral::cpu::Weights::default();
+        for spec in self.slots().iter().filter_map(models::ModelSlot::spec) {
+            weights.in_situ_quantized |= spec.options.isq.is_some();
+            if let Some(draft) = spec.options.draft_model {
+                weights.models.push((draft, spec.options.draft_gguf_files));
+            }
+            weights.models.push((spec.model, spec.gguf_files));
+        }
+        if !weights.models.is_empty() {
             crate::engine::mistral::cpu::prepare_engine_environment(
-                model,
-                &self.gguf_files,
+                &weights,
                 self.cpu,
                 self.dequantize,
             );
+        }
+    }
+
+    /// The models and their options: as [`parse`] grouped them, or (parsed by clap alone) all
+    /// options given to the first.
+    fn slots(&self) -> Vec<models::ModelSlot> {
+        if self.models.is_empty() {
+            models::group_in_order(self)
+        } else {
+            self.models.clone()
         }
     }
 
@@ -212,15 +348,21 @@ impl JoinArgs {
 
     /// The worker's configuration, with the token already read by [`Self::join_token`].
     pub fn into_config(self, join_token: String) -> WorkerConfig {
+        let mut slots = self.slots().into_iter();
+        let first = slots.next().unwrap_or_default();
         WorkerConfig {
             seeds: self.seeds,
             join_token,
-            model: self.model,
-            gguf_files: self.gguf_files,
-            model_name: self.model_name,
-            chat_template: self.chat_template,
-            max_seqs: self.max_seqs,
-            gpu_memory_utilization: self.gpu_memory_utilization,
+            model: first.model,
+            gguf_files: first.gguf_files,
+            model_name: first.name,
+            chat_template: first.chat_template,
+            max_seqs: first.max_seqs,
+            gpu_memory_utilization: first
+                .gpu_memory_utilization
+                .unwrap_or(DEFAULT_GPU_MEMORY_UTILIZATION),
+            model_options: first.options,
+            more_models: slots.filter_map(|slot| slot.spec()).collect(),
             cpu: self.cpu,
             dequantize: self.dequantize,
             engine: self.engine,
@@ -241,12 +383,13 @@ impl JoinArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{DeviceLayers, ModelOptions};
 
     fn join(args: &[&str]) -> JoinArgs {
         let argv = ["auxot-worker", "join"]
             .into_iter()
             .chain(args.iter().copied());
-        match Cli::try_parse_from(argv).expect("parses").command {
+        match try_parse_from(argv).expect("parses").command {
             Command::Join(args) => args,
         }
     }
@@ -283,6 +426,149 @@ mod tests {
             defaults.gpu_memory_utilization
         );
         assert_eq!(config.synthetic_tokens, defaults.synthetic_tokens);
+    }
+
+    #[test]
+    fn model_options_belong_to_the_model_before_them() {
+        let args = join(&[
+            "127.0.0.1:7947",
+            "--token",
+            "t",
+            "--cpu",
+            "--model",
+            "a.gguf",
+            "--model-name",
+            "first",
+            "--max-seqs",
+            "3",
+            "--model",
+            "org/base",
+            "--model-name",
+            "sql",
+            "--lora",
+            "org/sql-lora",
+            "--lora",
+            "/adapters/style",
+            "--isq",
+            "q4k",
+            "--model",
+            "b.gguf",
+            "--draft-model",
+            "small.gguf",
+            "--speculative-gamma",
+            "4",
+            "--gguf-file",
+            "x.gguf,y.gguf",
+        ]);
+        let config = args.into_config("t".into());
+        assert_eq!(config.model.as_deref(), Some("a.gguf"));
+        assert_eq!(config.model_name.as_deref(), Some("first"));
+        assert_eq!(config.max_seqs, Some(3));
+        assert_eq!(config.model_options, ModelOptions::default());
+        let models = config.models();
+        assert_eq!(models.len(), 3);
+        let sql = &models[1];
+        assert_eq!(
+            (sql.model.as_str(), sql.name.as_deref(), sql.max_seqs),
+            ("org/base", Some("sql"), None)
+        );
+        assert_eq!(sql.options.lora, ["org/sql-lora", "/adapters/style"]);
+        assert_eq!(sql.options.isq.as_deref(), Some("q4k"));
+        let third = &models[2];
+        assert_eq!(third.name, None);
+        assert_eq!(third.gguf_files, ["x.gguf", "y.gguf"]);
+        assert_eq!(third.options.draft_model.as_deref(), Some("small.gguf"));
+        assert_eq!(third.options.speculative_gamma, Some(4));
+        assert_eq!(third.gpu_memory_utilization, DEFAULT_GPU_MEMORY_UTILIZATION);
+    }
+
+    #[test]
+    fn one_model_takes_its_options_wherever_they_stand() {
+        let args = join(&[
+            "127.0.0.1:7947",
+            "--token",
+            "t",
+            "--model-name",
+            "chat",
+            "--device-layers",
+            "0:10;1:12",
+            "--gpu-memory-utilization",
+            "0.5",
+            "--model",
+            "m.gguf",
+        ]);
+        let config = args.into_config("t".into());
+        assert_eq!(config.model_name.as_deref(), Some("chat"));
+        assert_eq!(config.gpu_memory_utilization, 0.5);
+        assert_eq!(
+            config.model_options.device_layers,
+            Some(vec![
+                DeviceLayers {
+                    ordinal: 0,
+                    layers: 10
+                },
+                DeviceLayers {
+                    ordinal: 1,
+                    layers: 12
+                }
+            ])
+        );
+        assert!(config.more_models.is_empty());
+        // The synthetic engine names its model without --model.
+        let synthetic = join(&[
+            "127.0.0.1:7947",
+            "--token",
+            "t",
+            "--engine",
+            "synthetic",
+            "--model-name",
+            "fake",
+            "--max-seqs",
+            "2",
+        ])
+        .into_config("t".into());
+        assert_eq!(synthetic.model, None);
+        assert_eq!(synthetic.model_name.as_deref(), Some("fake"));
+        assert_eq!(synthetic.max_seqs, Some(2));
+    }
+
+    #[test]
+    fn misplaced_and_malformed_model_options_are_refused() {
+        let parse = |args: &[&str]| {
+            let argv = ["auxot-worker", "join", "127.0.0.1:7947", "--token", "t"]
+                .into_iter()
+                .chain(args.iter().copied());
+            try_parse_from(argv).err().map(|e| e.to_string())
+        };
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &["--isq", "q4k", "--model", "a", "--model", "b"],
+                "--isq comes before the first --model",
+            ),
+            (
+                &[
+                    "--model",
+                    "a",
+                    "--model-name",
+                    "x",
+                    "--model-name",
+                    "y",
+                    "--model",
+                    "b",
+                ],
+                "--model-name is given more than once for model 1",
+            ),
+            (&["--model", "a", "--isq", "Q9K"], "--isq Q9K"),
+            (
+                &["--model", "a", "--device-layers", "0-16"],
+                "ORDINAL:LAYERS",
+            ),
+            (&["--model", "a", "--gpu", "one"], "invalid value"),
+        ];
+        for (args, expected) in cases {
+            let message = parse(args).unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
     }
 
     #[test]

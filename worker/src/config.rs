@@ -13,9 +13,9 @@ use anyhow::{bail, Context as _};
 use clap::ValueEnum;
 
 pub use crate::engine::mistral::cpu::Dequantize;
-
-/// Default share of GPU memory for the KV cache.
-pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.85;
+pub use crate::engine::mistral::options::{
+    DeviceLayers, ModelOptions, ModelSpec, DEFAULT_GPU_MEMORY_UTILIZATION,
+};
 /// Default synthetic time to first token, in milliseconds.
 pub const DEFAULT_SYNTHETIC_TTFT_MS: u64 = 50;
 /// Default synthetic pace.
@@ -82,6 +82,10 @@ pub struct WorkerConfig {
     /// How long to keep trying to enroll (routers not up yet, the node id still held by this
     /// worker's previous incarnation).
     pub enroll_timeout: Duration,
+    /// Engine options of `model` (ISQ, device mapping, adapters, draft model, KV cache).
+    pub model_options: ModelOptions,
+    /// More models this worker serves, each in an engine of its own (`--model` repeated).
+    pub more_models: Vec<ModelSpec>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -112,6 +116,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("node_name", &self.node_name)
             .field("state_dir", &self.state_dir)
             .field("enroll_timeout", &self.enroll_timeout)
+            .field("model_options", &self.model_options)
+            .field("more_models", &self.more_models)
             .finish()
     }
 }
@@ -142,10 +148,47 @@ impl WorkerConfig {
             node_name: None,
             state_dir: None,
             enroll_timeout: Duration::from_secs(DEFAULT_ENROLL_TIMEOUT_SECS),
+            model_options: ModelOptions::default(),
+            more_models: Vec::new(),
         }
     }
 
-    /// Requests run at once: the configured number, or 32 with the cuda feature and 8 on CPU.
+    /// Every model this worker serves with mistral.rs: `model` with its options, then
+    /// `more_models`.
+    pub fn models(&self) -> Vec<ModelSpec> {
+        let first = self.model.as_ref().map(|model| ModelSpec {
+            model: model.clone(),
+            gguf_files: self.gguf_files.clone(),
+            name: self.model_name.clone(),
+            chat_template: self.chat_template.clone(),
+            max_seqs: self.max_seqs,
+            gpu_memory_utilization: self.gpu_memory_utilization,
+            options: self.model_options.clone(),
+        });
+        first.into_iter().chain(self.more_models.clone()).collect()
+    }
+
+    /// The weights `--dequantize` decides about: every model's and draft model's.
+    pub fn cpu_weights(&self) -> crate::engine::mistral::cpu::Weights {
+        let mut weights = crate::engine::mistral::cpu::Weights::default();
+        if self.engine != EngineKind::Mistralrs {
+            return weights;
+        }
+        for spec in self.models() {
+            weights.in_situ_quantized |= spec.options.isq.is_some();
+            if let Some(draft) = &spec.options.draft_model {
+                weights
+                    .models
+                    .push((draft.clone(), spec.options.draft_gguf_files.clone()));
+            }
+            weights.models.push((spec.model, spec.gguf_files));
+        }
+        weights
+    }
+
+    /// Requests the synthetic engine runs at once: the configured number, or 32 with the cuda
+    /// feature and 8 on CPU. (mistral.rs engines size themselves: see
+    /// `engine::mistral::options::capacity`.)
     pub fn max_seqs(&self) -> usize {
         self.max_seqs
             .unwrap_or(if cfg!(feature = "cuda") { 32 } else { 8 })
@@ -171,6 +214,15 @@ impl WorkerConfig {
         }
         if self.engine == EngineKind::Mistralrs && self.model.is_none() && self.tools.is_none() {
             bail!("give --model (a .gguf file, a model directory or a Hugging Face id), or --tools for a tools-only worker");
+        }
+        if self.model.is_none() && !self.more_models.is_empty() {
+            bail!("more models but no first --model");
+        }
+        if self.engine == EngineKind::Synthetic && !self.more_models.is_empty() {
+            bail!("the synthetic engine serves one model: give --model once");
+        }
+        if self.engine == EngineKind::Mistralrs {
+            crate::engine::mistral::options::check(&self.models(), self.cpu)?;
         }
         Ok(())
     }
@@ -274,6 +326,55 @@ mod tests {
             synthetic.check().is_ok(),
             "the synthetic engine needs no model"
         );
+    }
+
+    #[test]
+    fn every_model_is_checked_before_anything_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.gguf");
+        std::fs::write(&file, b"x").expect("write");
+        let file = file.display().to_string();
+        let two = WorkerConfig {
+            model: Some(file.clone()),
+            more_models: vec![ModelSpec {
+                name: Some("other".into()),
+                ..ModelSpec::new(file.clone())
+            }],
+            ..WorkerConfig::new(Vec::new(), "t")
+        };
+        two.check().expect("two models, two ids");
+        assert_eq!(
+            two.models()
+                .iter()
+                .map(|m| m.name.as_deref())
+                .collect::<Vec<_>>(),
+            [None, Some("other")]
+        );
+        let same = WorkerConfig {
+            more_models: vec![ModelSpec::new(file.clone())],
+            ..two.clone()
+        };
+        let err = same.check().expect_err("same id");
+        assert!(
+            err.to_string().contains("two models are served as `m`"),
+            "{err}"
+        );
+        let pinned = WorkerConfig {
+            cpu: true,
+            model_options: ModelOptions {
+                gpu: Some(1),
+                ..Default::default()
+            },
+            ..two.clone()
+        };
+        let err = pinned.check().expect_err("gpu on cpu");
+        assert!(format!("{err:#}").contains("--gpu needs a GPU"), "{err:#}");
+        let synthetic = WorkerConfig {
+            engine: EngineKind::Synthetic,
+            ..two
+        };
+        let err = synthetic.check().expect_err("synthetic");
+        assert!(err.to_string().contains("serves one model"), "{err}");
     }
 
     #[test]

@@ -32,23 +32,21 @@ mod node;
 mod server;
 mod tools;
 
-pub use config::{Dequantize, EngineKind, Listeners, WorkerConfig};
+pub use config::{
+    Dequantize, DeviceLayers, EngineKind, Listeners, ModelOptions, ModelSpec, WorkerConfig,
+};
 pub use engine::Engine;
 pub use loading::build_engine;
 pub use node::{start, WorkerHandle};
 
-/// Decides whether `config`'s GGUF model is expanded to F32 weights on a CPU (`--dequantize`) and
+/// Decides whether `config`'s GGUF models are expanded to F32 weights on a CPU (`--dequantize`) and
 /// sets candle's process-wide switch for it. candle reads the switch once per thread, and setting
 /// the environment while other threads run is a data race: call this before starting any thread
 /// (the `auxot-worker` binary does, before its async runtime). Without the call, GGUF models stay
 /// quantized (slower on a CPU, never wrong). No effect for other engines and devices.
 pub fn prepare_engine_environment(config: &WorkerConfig) {
-    if let (EngineKind::Mistralrs, Some(model)) = (config.engine, &config.model) {
-        engine::mistral::cpu::prepare_engine_environment(
-            model,
-            &config.gguf_files,
-            config.cpu,
-            config.dequantize,
-        );
+    let weights = config.cpu_weights();
+    if !weights.models.is_empty() {
+        engine::mistral::cpu::prepare_engine_environment(&weights, config.cpu, config.dequantize);
     }
 }

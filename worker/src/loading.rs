@@ -1,6 +1,6 @@
-//! Building what a worker serves from its configuration: the engine the configuration names
-//! (mistral.rs with a model, the synthetic engine, or none on a tools-only worker) and the
-//! tools of its tools file.
+//! Building what a worker serves from its configuration: the engines the configuration names
+//! (mistral.rs with one engine per model, the synthetic engine, or none on a tools-only worker)
+//! and the tools of its tools file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::config::{EngineKind, WorkerConfig};
 use crate::engine::mistral::{MistralEngine, MistralOptions};
+use crate::engine::set::EngineSet;
 use crate::engine::synthetic::{SyntheticEngine, SyntheticOptions};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -19,23 +20,26 @@ use crate::tools::ToolRunner;
 /// How often a loading worker says it is still loading.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Loads the engine; `None` on a tools-only worker. Takes from milliseconds to minutes (a hub
-/// download): meanwhile the log says every few seconds how long it has been and, for a Hugging
-/// Face id, how much of the model is in the cache, and the metrics follow.
+/// Loads the engines, one per model; `None` on a tools-only worker. Takes from milliseconds to
+/// minutes (a hub download): meanwhile the log says every few seconds how long it has been and,
+/// for a Hugging Face id, how much of the first model is in the cache, and the metrics follow.
 pub async fn load_engine(
     config: &WorkerConfig,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<Option<Arc<dyn Engine>>> {
+) -> anyhow::Result<Option<Arc<EngineSet>>> {
     let started = Instant::now();
     let download = config.model.as_deref().and_then(hub_cache_dir);
     let progress = tokio::spawn(report_progress(started, download.clone(), metrics.clone()));
-    let loaded = build_engine(config).await;
+    let loaded = build_engines(config).await;
     progress.abort();
     metrics.loading(
         started.elapsed(),
         download.as_deref().map_or(0, directory_bytes),
     );
-    loaded
+    match loaded? {
+        engines if engines.is_empty() => Ok(None),
+        engines => Ok(Some(Arc::new(EngineSet::new(engines)?))),
+    }
 }
 
 /// Logs and records loading progress until aborted.
@@ -104,11 +108,16 @@ fn directory_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// Builds the engine the configuration names, with no progress reports or metrics: what a program
-/// that embeds the engine without a worker (the benchmark) calls. `None` on a tools-only
+/// Builds the first engine the configuration names, with no progress reports or metrics: what a
+/// program that embeds the engine without a worker (the benchmark) calls. `None` on a tools-only
 /// configuration.
 pub async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn Engine>>> {
-    let max_seqs = config.max_seqs();
+    Ok(build_engines(config).await?.into_iter().next())
+}
+
+/// Builds every engine the configuration names, one per model, in order (one after another: a
+/// GPU's free memory is measured as each loads); none on a tools-only configuration.
+pub async fn build_engines(config: &WorkerConfig) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
     match config.engine {
         EngineKind::Synthetic => {
             let engine = SyntheticEngine::new(SyntheticOptions {
@@ -119,30 +128,26 @@ pub async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dy
                 time_to_first_token: config.synthetic_ttft,
                 tokens_per_second: config.synthetic_tokens_per_sec,
                 tokens: config.synthetic_tokens,
-                capacity: u32::try_from(max_seqs).unwrap_or(u32::MAX),
+                capacity: u32::try_from(config.max_seqs()).unwrap_or(u32::MAX),
                 prefill_per_token: config.synthetic_prefill_per_token,
                 prefix_cache: config.synthetic_prefix_cache,
             })
             .map_err(anyhow::Error::msg)?;
-            Ok(Some(Arc::new(engine)))
+            Ok(vec![Arc::new(engine)])
         }
         EngineKind::Mistralrs => {
             // `WorkerConfig::check` made sure a worker without a model serves tools.
-            let Some(model) = &config.model else {
-                return Ok(None);
-            };
-            let engine = MistralEngine::load(&MistralOptions {
-                model: model.clone(),
-                gguf_files: config.gguf_files.clone(),
-                name: config.model_name.clone(),
-                max_seqs,
-                force_cpu: config.cpu,
-                chat_template: config.chat_template.clone(),
-                gpu_memory_utilization: config.gpu_memory_utilization,
-                dequantize: config.dequantize,
-            })
-            .await?;
-            Ok(Some(Arc::new(engine)))
+            let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+            for spec in config.models() {
+                let engine = MistralEngine::load(&MistralOptions {
+                    spec,
+                    force_cpu: config.cpu,
+                    dequantize: config.dequantize,
+                })
+                .await?;
+                engines.push(Arc::new(engine));
+            }
+            Ok(engines)
         }
     }
 }

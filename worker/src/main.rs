@@ -6,12 +6,11 @@
 use std::process::ExitCode;
 
 use auxot_common::signal::stop_signal;
-use auxot_worker::cli::{Cli, Command, JoinArgs};
-use clap::Parser as _;
+use auxot_worker::cli::{Command, JoinArgs};
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = auxot_worker::cli::parse();
     auxot_common::logging::init(cli.log_format);
     let Command::Join(args) = cli.command;
     let token = match args.join_token() {

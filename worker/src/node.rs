@@ -185,8 +185,8 @@ async fn bring_up(
     tools: Vec<ToolInfo>,
     phase: watch::Sender<Phase>,
 ) {
-    let engine = match loading::load_engine(&config, &state.metrics).await {
-        Ok(engine) => engine,
+    let engines = match loading::load_engine(&config, &state.metrics).await {
+        Ok(engines) => engines,
         Err(err) => {
             state.mark_failed();
             warn!("loading failed: {err:#}");
@@ -195,13 +195,15 @@ async fn bring_up(
         }
     };
     let offer = Offer {
-        model: engine.as_ref().map(|e| e.model().clone()),
-        device: engine.as_ref().map_or_else(DeviceInfo::cpu, |e| e.device()),
-        capacity: engine.as_ref().map_or(0, |e| e.capacity()),
+        models: engines.as_ref().map(|e| e.models()).unwrap_or_default(),
+        device: engines
+            .as_ref()
+            .map_or_else(DeviceInfo::cpu, |e| e.device()),
+        capacity: engines.as_ref().map_or(0, |e| e.capacity()),
         tools,
     };
-    let model = offer.model.as_ref().map(|m| m.id.clone());
-    state.set_engine(engine);
+    let model: Vec<String> = offer.models.iter().map(|m| m.id.clone()).collect();
+    state.set_engine(engines);
     if !advertiser.ready(offer).await {
         phase.send_replace(Phase::Failed("the worker was stopped while loading".into()));
         return;

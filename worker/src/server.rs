@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use auxot_common::chat::{ChatEvent, ChatRequest, Usage, AUTO_MODEL};
+use auxot_common::chat::{ChatEvent, ChatRequest, Usage};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::quic::QuicEndpoint;
 use auxot_common::tools::ToolCallResult;
@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn, Instrument as _};
 
 use crate::engine::convert::image_by_url;
+use crate::engine::set::EngineSet;
 use crate::engine::Engine;
 use crate::metrics::{self, Metrics, Phase};
 use crate::tools::ToolRunner;
@@ -31,8 +32,9 @@ use crate::tools::ToolRunner;
 pub struct WorkerState {
     /// This worker's node id, for messages and `Accepted`.
     pub node_id: String,
-    /// Set once loading ends: the model engine, or `None` on a tools-only worker.
-    engine: OnceLock<Option<Arc<dyn Engine>>>,
+    /// Set once loading ends: the engines of the models served, or `None` on a tools-only
+    /// worker.
+    engine: OnceLock<Option<Arc<EngineSet>>>,
     /// The tools, known from the start.
     pub tools: Option<Arc<ToolRunner>>,
     /// Requests being served; gossiped as the load figure.
@@ -82,7 +84,7 @@ impl WorkerState {
     /// The metrics' text exposition, with the current figures.
     pub fn render_metrics(&self) -> String {
         let (capacity, prefix_cache) = match self.engine.get() {
-            Some(Some(engine)) => (engine.capacity(), engine.prefix_cache()),
+            Some(Some(engines)) => (engines.capacity(), engines.prefix_cache()),
             _ => (0, None),
         };
         self.metrics.render(&metrics::WorkerView {
@@ -93,9 +95,9 @@ impl WorkerState {
         })
     }
 
-    /// Hands over the loaded engine (`None`: this worker serves no model). Only the first call
+    /// Hands over the loaded engines (`None`: this worker serves no model). Only the first call
     /// counts.
-    pub fn set_engine(&self, engine: Option<Arc<dyn Engine>>) {
+    pub fn set_engine(&self, engine: Option<Arc<EngineSet>>) {
         let _ = self.engine.set(engine);
     }
 
@@ -288,8 +290,8 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
 }
 
 fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engine>, RemoteError> {
-    let engine = match state.engine.get() {
-        Some(Some(engine)) => engine,
+    let engines = match state.engine.get() {
+        Some(Some(engines)) => engines,
         Some(None) => {
             return Err(RemoteError::new(
                 ErrorKind::NotFound,
@@ -303,17 +305,17 @@ fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engi
             ))
         }
     };
-    let id = &engine.model().id;
-    if request.model != AUTO_MODEL && &request.model != id {
-        return Err(RemoteError::new(
+    engines.get(&request.model).cloned().ok_or_else(|| {
+        RemoteError::new(
             ErrorKind::NotFound,
             format!(
-                "worker {} serves `{id}`, not `{}`",
-                state.node_id, request.model
+                "worker {} serves {}, not `{}`",
+                state.node_id,
+                engines.ids(),
+                request.model
             ),
-        ));
-    }
-    Ok(engine.clone())
+        )
+    })
 }
 
 /// What one generation did, for its metrics and log line.

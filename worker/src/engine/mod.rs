@@ -2,7 +2,8 @@
 //!
 //! [`mistral::MistralEngine`] is the production engine. [`synthetic::SyntheticEngine`] produces
 //! fixed text at a fixed pace for router load tests and benchmarks; it is never the default and
-//! says what it is in its model id.
+//! says what it is in its model id. A worker serving several models holds one engine per model in
+//! a [`set::EngineSet`].
 
 use async_trait::async_trait;
 use auxot_common::chat::{ChatEvent, ChatRequest};
@@ -14,6 +15,7 @@ pub mod constrain;
 pub mod continuation;
 pub mod convert;
 pub mod mistral;
+pub mod set;
 pub mod stops;
 pub mod synthetic;
 

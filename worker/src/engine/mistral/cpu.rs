@@ -143,34 +143,76 @@ pub fn target(source: &Source, on_cpu: bool) -> Target {
     }
 }
 
-/// The decision for a mistral.rs model (`model`, `gguf_files` as in `--model`, `--gguf-file`).
-pub fn decide_for(
-    model: &str,
-    gguf_files: &[String],
-    force_cpu: bool,
-    setting: Dequantize,
-) -> Decision {
-    let target = match source::resolve(model, gguf_files) {
-        // Only GGUF sources care; the device is asked only for them (it may start a GPU driver).
-        Ok(source @ (Source::LocalGguf { .. } | Source::HubGguf { .. })) => {
-            target(&source, runs_on_cpu(force_cpu))
+/// The GGUF weights a worker loads, as far as the decision cares: `(model, gguf_files)` of every
+/// model and draft model (as in `--model`, `--gguf-file`), and whether any model is quantized in
+/// situ (`--isq`).
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    pub models: Vec<(String, Vec<String>)>,
+    pub in_situ_quantized: bool,
+}
+
+impl Weights {
+    /// One model.
+    pub fn one(model: &str, gguf_files: &[String]) -> Self {
+        Weights {
+            models: vec![(model.to_string(), gguf_files.to_vec())],
+            in_situ_quantized: false,
         }
-        // A bad `--model` fails later with its own message.
-        _ => Target::Other,
-    };
+    }
+}
+
+/// The targets of several models as one: the switch is process-wide, so GGUF files on the CPU
+/// count together (their size unknown if any one's is); the rest do not care.
+pub fn combined(targets: &[Target]) -> Target {
+    let mut bytes = Some(0u64);
+    let mut any = false;
+    for target in targets {
+        if let Target::CpuGguf { bytes: b } = target {
+            any = true;
+            bytes = match (bytes, b) {
+                (Some(total), Some(b)) => Some(total.saturating_add(*b)),
+                _ => None,
+            };
+        }
+    }
+    if any {
+        Target::CpuGguf { bytes }
+    } else {
+        Target::Other
+    }
+}
+
+/// The decision for the models of a mistral.rs worker.
+pub fn decide_for(weights: &Weights, force_cpu: bool, setting: Dequantize) -> Decision {
     let operator = std::env::var(CANDLE_DEQUANTIZE_ALL).ok();
-    decide(setting, operator.as_deref(), target)
+    if weights.in_situ_quantized && operator.is_none() {
+        // candle would expand the in-situ quantized weights back to F32 too.
+        return decide(setting, None, Target::Other);
+    }
+    let mut on_cpu = None;
+    let mut targets = Vec::new();
+    for (model, gguf_files) in &weights.models {
+        if let Ok(source @ (Source::LocalGguf { .. } | Source::HubGguf { .. })) =
+            source::resolve(model, gguf_files)
+        {
+            // Only GGUF sources care; the device is asked only for them (it may start a GPU
+            // driver). A bad `--model` fails later with its own message.
+            let cpu = *on_cpu.get_or_insert_with(|| runs_on_cpu(force_cpu));
+            targets.push(target(&source, cpu));
+        }
+    }
+    decide(setting, operator.as_deref(), combined(&targets))
 }
 
 /// Decides and, where needed, sets candle's switch. Call it before any thread is started (the
 /// worker's `main` does, before the async runtime): see the module documentation.
 pub fn prepare_engine_environment(
-    model: &str,
-    gguf_files: &[String],
+    weights: &Weights,
     force_cpu: bool,
     setting: Dequantize,
 ) -> Decision {
-    let decision = decide_for(model, gguf_files, force_cpu, setting);
+    let decision = decide_for(weights, force_cpu, setting);
     if decision.set_switch {
         std::env::set_var(CANDLE_DEQUANTIZE_ALL, "1");
     }
@@ -226,6 +268,29 @@ mod tests {
         assert!(decide(Dequantize::Auto, Some("0"), small)
             .reason
             .contains("set by the operator"));
+    }
+
+    #[test]
+    fn several_models_count_together() {
+        let a = Target::CpuGguf {
+            bytes: Some(100 << 20),
+        };
+        let b = Target::CpuGguf {
+            bytes: Some(300 << 20),
+        };
+        let hub = Target::CpuGguf { bytes: None };
+        assert_eq!(combined(&[]), Target::Other);
+        assert_eq!(combined(&[Target::Other, Target::Other]), Target::Other);
+        assert_eq!(
+            combined(&[a, Target::Other, b]),
+            Target::CpuGguf {
+                bytes: Some(400 << 20)
+            }
+        );
+        assert_eq!(combined(&[a, hub]), hub);
+        // Two small models fit; three of 100 MiB and one of 300 MiB (about 4.2 GiB in F32) not.
+        assert!(decide(Dequantize::Auto, None, combined(&[a, a])).dequantize);
+        assert!(!decide(Dequantize::Auto, None, combined(&[a, a, a, b])).dequantize);
     }
 
     #[test]

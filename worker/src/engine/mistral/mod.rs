@@ -5,8 +5,11 @@
 //! stall every sequence in the batch, and a non-streaming request cannot be cancelled. Reading
 //! the engine's channel promptly and dropping it when the caller goes away gives both.
 //!
-//! The parts, each its own file: [`source`] (what `--model` names), [`cpu`] (whether GGUF
-//! weights are expanded on a CPU), [`load`] (builders, device, capacity, grammar end tokens),
+//! The parts, each its own file: [`source`] (what `--model` names), [`options`] (the model's
+//! flags as mistral.rs settings: ISQ, device mapping, adapters, draft model, KV cache), [`cpu`]
+//! (whether GGUF weights are expanded on a CPU), [`build`] (loaders, pipelines, scheduler and the
+//! capacity they reserved), [`adapters`] (local LoRA directories), [`load`] (what to advertise,
+//! grammar end tokens),
 //! [`tokenize`] (prompt sizes through the engine's tokenizer), [`resume`] (the prompt that
 //! continues a cut assistant turn) and [`stream`] (engine chunks to canonical events). This file
 //! only sends requests and pumps replies.
@@ -24,13 +27,16 @@ use mistralrs::{
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::continuation;
 use super::constrain::{self, CloseJson};
+use super::continuation;
 use super::convert;
 use super::Engine;
 
+mod adapters;
+mod build;
 pub mod cpu;
 mod load;
+pub mod options;
 mod resume;
 mod source;
 mod stream;
