@@ -10,7 +10,8 @@
 #
 #   GGUF=/models/qwen3-4b-q4_k_m.gguf        a GGUF model                         (required)
 #   ST=/models/Qwen3-4B                       a safetensors model directory        (ISQ case)
-#   DRAFT=/models/qwen3-0.6b-q8_0.gguf       a small model, same tokenizer as GGUF (speculative)
+#   DRAFT=/models/qwen3-0.6b-q8_0.gguf       a small model, same tokenizer as GGUF (speculative:
+#                                             refused with mistral.rs 0.8.1, see options.rs)
 #   LORA=/adapters/my-lora                    a PEFT adapter directory for ST      (LoRA case)
 #   CASES="plain pinned layers kvtokens two isq lora speculative"   the cases to run
 #
@@ -23,7 +24,8 @@
 #   two          two models on one GPU (0.45 then 0.9 of its memory): both answer, slots add up.
 #   isq          --isq Q4K on the safetensors model: far less memory than without, still answers.
 #   lora         --lora: the adapter merged, the model id ends in ":<adapter dir name>".
-#   speculative  --draft-model: answers; compare tokens/s with plain (no PagedAttention: slots 32).
+#   speculative  --draft-model: refused with mistral.rs 0.8.1 (its speculative pipeline deadlocks);
+#                with a fixed mistral.rs: answers, compare tokens/s with plain (slots 32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
-//! Several models on one worker, each answered by its own mistral.rs engine, and the engine
-//! options that a CPU can run: one worker process serves the test model twice under two ids
-//! (each with its own `--max-seqs`), and a speculative engine (the test model drafting for
-//! itself); requests name a model and reach that model's engine through the router.
+//! Several models on one worker, each answered by its own mistral.rs engine: one worker process
+//! serves the test model twice under two ids (each with its own `--max-seqs`); requests name a
+//! model and reach that model's engine through the router. Model options a model cannot take stop
+//! the worker before it joins.
 
 use std::time::Duration;
 
@@ -126,43 +126,12 @@ async fn two_models_on_one_worker_both_answer() {
     assert_eq!(unknown.status(), 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_speculative_engine_answers_beside_a_plain_one() {
-    let mut cluster = Cluster::with_router(&[]);
-    let seed = cluster.seed();
-    let model = model_path().display().to_string();
-    cluster.start_worker(
-        seed,
-        args(&[
-            "--model-name",
-            "plain",
-            "--model",
-            &model,
-            "--model-name",
-            "drafted",
-            "--draft-model",
-            &model,
-            "--speculative-gamma",
-            "3",
-        ]),
-    );
-    cluster
-        .wait_health(0, Duration::from_secs(120), |h| h["workers"] == 1)
-        .await;
-    let client = reqwest::Client::new();
-    assert_eq!(model_ids(&cluster, &client).await, ["drafted", "plain"]);
-    let plain = ask(&cluster, &client, "plain", false).await;
-    let drafted = ask(&cluster, &client, "drafted", false).await;
-    assert!(plain.contains("Paris"), "plain said {plain:?}");
-    assert!(drafted.contains("Paris"), "drafted said {drafted:?}");
-}
-
 #[test]
 fn model_options_a_model_cannot_take_stop_the_worker_before_it_joins() {
     let model = model_path().display().to_string();
     // A real join token (the checks come after it is parsed); no router runs.
     let cluster = Cluster::setup();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["--model", &model, "--isq", "Q4K"],
             "is GGUF, already quantized",
@@ -174,6 +143,12 @@ fn model_options_a_model_cannot_take_stop_the_worker_before_it_joins() {
         (
             &["--model", &model, "--cpu", "--gpu", "1"],
             "--gpu needs a GPU",
+        ),
+        // mistral.rs 0.8.1's speculative pipeline deadlocks on its first step: refused rather
+        // than a worker that never becomes ready.
+        (
+            &["--model", &model, "--draft-model", &model],
+            "speculative decoding is not available with mistral.rs 0.8.1",
         ),
     ];
     for (args, expected) in cases {

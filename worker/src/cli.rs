@@ -198,7 +198,8 @@ pub struct JoinArgs {
     pub xlora_target_index: Vec<usize>,
 
     /// Speculative decoding: a small model with the same tokenizer (a .gguf file, a directory or
-    /// a Hugging Face id) drafts tokens the model then checks. No PagedAttention with it.
+    /// a Hugging Face id) drafts tokens the model then checks. No PagedAttention with it. Refused
+    /// with mistral.rs 0.8.1, whose speculative pipeline deadlocks on its first step.
     #[arg(long, env = "AUXOT_DRAFT_MODEL", help_heading = MODEL_OPTIONS)]
     pub draft_model: Vec<String>,
 

@@ -34,8 +34,11 @@
 //! - `--xlora MODEL --adapter-order FILE [--xlora-target-index N]`: an X-LoRA model (learned
 //!   mixing of adapters per token), safetensors or GGUF base (`with_xlora` on either loader).
 //! - `--draft-model PATH_OR_ID [--speculative-gamma N]`: mistral.rs's `SpeculativePipeline` over
-//!   the target and the draft (same tokenizer required). It does not support PagedAttention, so a
-//!   speculative engine has a plain KV cache and `--max-seqs` capacity.
+//!   the target and the draft (same tokenizer required), built from two pipelines loaded as any
+//!   other (`TextSpeculativeBuilder` only takes safetensors text models). It does not support
+//!   PagedAttention, so a speculative engine has a plain KV cache and `--max-seqs` capacity.
+//!   Refused for now: mistral.rs 0.8.1's speculative pipeline deadlocks on its first step (see
+//!   [`SPECULATIVE_DECODING_WORKS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -351,6 +354,16 @@ pub struct EnginePlan {
     pub seqs: SeqsPlan,
 }
 
+/// Whether mistral.rs's `SpeculativePipeline` can run. In 0.8.1 it cannot: in its `step`, the
+/// loop that runs the draft model locks the draft pipeline for `get_metadata().sliding_window`
+/// and again for `device_mapper()` within one statement (`pipeline/speculative.rs`), so the
+/// second lock (`get_mut_arcmutex!`, a `try_lock` spin) never succeeds and the engine thread
+/// spins forever on its first step: the warm-up request at load, so the worker never becomes
+/// ready (seen on a CPU; the code path is the same on a GPU). Earlier versions passed `None` for
+/// the sliding window there. `--draft-model` is refused until a mistral.rs without the double
+/// lock is used; the plan and the build for it stay (tested through [`plan_for`]).
+pub const SPECULATIVE_DECODING_WORKS: bool = false;
+
 /// The plan for `spec`, whose weights are `target` (and draft weights `draft`), on a CPU
 /// (`on_cpu`) or a GPU. Pure: sources are resolved by the caller.
 pub fn plan(
@@ -358,6 +371,17 @@ pub fn plan(
     target: &Source,
     draft: Option<&Source>,
     on_cpu: bool,
+) -> anyhow::Result<EnginePlan> {
+    plan_for(spec, target, draft, on_cpu, SPECULATIVE_DECODING_WORKS)
+}
+
+/// [`plan`], with speculative decoding allowed or not.
+fn plan_for(
+    spec: &ModelSpec,
+    target: &Source,
+    draft: Option<&Source>,
+    on_cpu: bool,
+    speculative: bool,
 ) -> anyhow::Result<EnginePlan> {
     let options = &spec.options;
     let weights = Weights::of(target);
@@ -409,6 +433,11 @@ pub fn plan(
         }
         (None, _) => None,
     };
+    if draft.is_some() && !speculative {
+        bail!(
+            "--draft-model: speculative decoding is not available with mistral.rs 0.8.1, whose speculative pipeline deadlocks on its first step (it locks the draft model twice in one statement); serve the model without a draft"
+        );
+    }
     if draft.as_ref().is_some_and(|d| d.gamma == 0) {
         bail!("--speculative-gamma must be at least 1");
     }
@@ -931,7 +960,8 @@ mod tests {
             repo: "org/small-GGUF".into(),
             files: vec!["small.Q8_0.gguf".into()],
         };
-        let planned = plan(&with(options.clone()), &gguf(), Some(&draft), false).expect("plan");
+        let planned =
+            plan_for(&with(options.clone()), &gguf(), Some(&draft), false, true).expect("plan");
         assert_eq!(
             planned.draft,
             Some(DraftPlan {
@@ -949,7 +979,8 @@ mod tests {
             speculative_gamma: None,
             ..options.clone()
         };
-        let planned = plan(&with(default_gamma), &gguf(), Some(&draft), true).expect("plan");
+        let planned =
+            plan_for(&with(default_gamma), &gguf(), Some(&draft), true, true).expect("plan");
         assert_eq!(
             planned.draft.map(|d| d.gamma),
             Some(DEFAULT_SPECULATIVE_GAMMA)
@@ -969,14 +1000,21 @@ mod tests {
             speculative_gamma: Some(0),
             ..options.clone()
         };
-        let err = plan(&with(zero), &gguf(), Some(&draft), true).expect_err("zero");
+        let err = plan_for(&with(zero), &gguf(), Some(&draft), true, true).expect_err("zero");
         assert!(err.to_string().contains("at least 1"), "{err}");
         let with_lora = ModelOptions {
             lora: vec!["org/lora".into()],
-            ..options
+            ..options.clone()
         };
-        let err = plan(&with(with_lora), &safetensors(), Some(&draft), true).expect_err("both");
+        let err =
+            plan_for(&with(with_lora), &safetensors(), Some(&draft), true, true).expect_err("both");
         assert!(err.to_string().contains("cannot be combined"), "{err}");
+        // Until mistral.rs's speculative pipeline stops deadlocking, a draft model is refused.
+        let err = plan(&with(options), &gguf(), Some(&draft), false).expect_err("refused");
+        assert!(
+            err.to_string().contains("deadlocks on its first step"),
+            "{err}"
+        );
     }
 
     #[test]
