@@ -19,6 +19,7 @@ pub mod http_fixture;
 pub mod load;
 pub mod openapi;
 pub mod sse;
+pub mod tiny_model;
 
 /// Directory of the built binaries: `AUXOT_BIN_DIR`, or the profile directory this executable
 /// was built into (a test in `<target>/<profile>/deps/`, a binary in `<target>/<profile>/`).

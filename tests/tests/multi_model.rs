@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use auxot_tests::{bin, model_path, Cluster, WorkerOptions};
+use auxot_tests::{bin, model_path, tiny_model, Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What is the capital of France? Answer in one sentence.";
@@ -124,6 +124,88 @@ async fn two_models_on_one_worker_both_answer() {
         .await
         .expect("request");
     assert_eq!(unknown.status(), 404);
+}
+
+/// Asks `model` for a few tokens; the answer's JSON, after checking it came from `model`.
+async fn ask_briefly(cluster: &Cluster, client: &reqwest::Client, model: &str) -> Value {
+    let response = cluster
+        .post(client, 0, "/api/openai/chat/completions")
+        .json(&json!({
+            "model": model,
+            // The tiny model's greedy answer to "Hello" makes mistral.rs 0.8.1 drop the sequence
+            // without a last chunk after its third token; "abc" runs to the end on all three.
+            "messages": [{"role": "user", "content": "abc"}],
+            "temperature": 0,
+            "max_tokens": 8,
+        }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "{model}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["model"], model, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 8, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safetensors_models_take_isq_and_a_local_lora_adapter() {
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
+    let model = cluster.dir.path().join("tiny-llama");
+    tiny_model::write_model(&model);
+    let adapter = cluster.dir.path().join("adapters/tiny-lora");
+    tiny_model::write_lora(&adapter);
+    let (model, adapter) = (model.display().to_string(), adapter.display().to_string());
+    cluster.start_worker(
+        seed,
+        WorkerOptions {
+            // No bundled GGUF model: the worker serves exactly these three.
+            tools_only: true,
+            args: [
+                "--cpu",
+                "--model",
+                &model,
+                "--model",
+                &model,
+                "--model-name",
+                "tiny-q8",
+                "--isq",
+                "Q8_0",
+                "--model",
+                &model,
+                "--lora",
+                &adapter,
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            ..Default::default()
+        },
+    );
+    cluster
+        .wait_health(0, Duration::from_secs(120), |h| h["workers"] == 1)
+        .await;
+    let client = reqwest::Client::new();
+    // The adapter's model is named after the base and the adapter directory.
+    assert_eq!(
+        model_ids(&cluster, &client).await,
+        ["tiny-llama", "tiny-llama:tiny-lora", "tiny-q8"]
+    );
+    let mut answers = Vec::new();
+    for id in ["tiny-llama", "tiny-q8", "tiny-llama:tiny-lora"] {
+        let body = ask_briefly(&cluster, &client, id).await;
+        answers.push(body["choices"][0]["message"]["content"].clone());
+    }
+    // Greedy answers of fixed weights: the merged adapter changes what the model says.
+    assert_ne!(answers[0], answers[2], "the LoRA adapter changed nothing");
+    let log = cluster.workers[0].log_text();
+    assert!(log.contains("Applying ISQ"), "tiny-q8 quantized in situ");
+    assert!(
+        log.contains("Loading adapter at"),
+        "the local adapter read through the Hugging Face cache"
+    );
 }
 
 #[test]
