@@ -24,8 +24,8 @@ use mistralrs::{
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::continuation;
 use super::constrain::{self, CloseJson};
+use super::continuation;
 use super::convert;
 use super::Engine;
 
