@@ -18,6 +18,8 @@ pub struct Shape {
     pub concurrency: usize,
     /// Bytes of each conversation's system prompt.
     pub system_bytes: usize,
+    /// `max_tokens` of every turn (`None`: the engine's own limit).
+    pub max_tokens: Option<u32>,
 }
 
 /// One turn as the client saw it.
@@ -47,6 +49,7 @@ async fn turn(
     key: &str,
     messages: &[Value],
     index: usize,
+    max_tokens: Option<u32>,
 ) -> (String, Turn) {
     let started = Instant::now();
     let mut seen = Turn {
@@ -58,7 +61,12 @@ async fn turn(
     let response = client
         .post(format!("{url}/api/openai/chat/completions"))
         .bearer_auth(key)
-        .json(&json!({"model": "auto", "stream": true, "messages": messages}))
+        .json(&json!({
+            "model": "auto",
+            "stream": true,
+            "messages": messages,
+            "max_tokens": max_tokens,
+        }))
         .send()
         .await;
     let Ok(response) = response else {
@@ -124,7 +132,8 @@ pub async fn run(url: &str, key: &str, shape: Shape, tag: &str) -> Vec<Turn> {
                      Please consider what we said so far before you answer."
                 );
                 messages.push(json!({"role": "user", "content": question}));
-                let (answer, seen) = turn(&client, &url, &key, &messages, t).await;
+                let (answer, seen) =
+                    turn(&client, &url, &key, &messages, t, shape.max_tokens).await;
                 messages.push(json!({"role": "assistant", "content": answer}));
                 turns.push(seen);
             }

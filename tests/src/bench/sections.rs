@@ -1,11 +1,13 @@
-//! The benchmark's entry point, and its sections 7 (engine speed) and 8 (router overhead against
-//! the peers). Sections 1 to 6 are in `auxot-bench.rs`.
+//! The benchmark's entry point, and its sections 7 (engine speed), 8 (router overhead against
+//! the peers) and 9 (prefix affinity with the real model). Sections 1 to 6 are in
+//! `auxot-bench.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use auxot_tests::conversations::{self, Shape};
 use auxot_tests::{Cluster, WorkerOptions};
 use auxot_worker::WorkerConfig;
 
@@ -41,6 +43,9 @@ pub fn main() -> anyhow::Result<()> {
         }
         if let Some(config) = engine_config {
             engine_section(config).await?;
+        }
+        if wants("affinity") {
+            affinity_section().await?;
         }
         if wants("peers") {
             peers_section().await?;
@@ -192,6 +197,83 @@ async fn engine_section(config: WorkerConfig) -> anyhow::Result<()> {
         );
     }
     println!();
+    Ok(())
+}
+
+/// Section 9: prefix affinity against power-of-two-choices with the real model, three CPU
+/// workers (mistral.rs keeps a prefix cache of recent sequences on the CPU too). Both policies
+/// run on the same workers, through two routers, with prompts that differ between the runs.
+async fn affinity_section() -> anyhow::Result<()> {
+    let mut cluster = Cluster::with_router(&["--routing", "p2c"]);
+    let seed = cluster.seed();
+    let affinity = cluster.start_router(&[seed], &["--routing", "prefix-affinity"]);
+    for _ in 0..3 {
+        cluster.start_worker(seed, WorkerOptions::default());
+    }
+    cluster.wait_workers(0, 3).await;
+    cluster.wait_workers(affinity, 3).await;
+    let shape = Shape {
+        conversations: 9,
+        turns: 4,
+        concurrency: 3,
+        system_bytes: 1600,
+        max_tokens: Some(12),
+    };
+    println!(
+        "9. prefix-affinity routing with the real model: {} conversations of {} turns ({} at once, {} B system prompts, {} tokens per answer) over 3 CPU workers (SmolLM2-135M)",
+        shape.conversations,
+        shape.turns,
+        shape.concurrency,
+        shape.system_bytes,
+        shape.max_tokens.unwrap_or_default()
+    );
+    // Warm-up: every worker loads its weights' caches on its first request.
+    conversations::run(
+        &cluster.router_url(0),
+        &cluster.api_key,
+        Shape {
+            conversations: 3,
+            turns: 1,
+            ..shape
+        },
+        "warm",
+    )
+    .await;
+    let mut p2c = Vec::new();
+    let mut affine = Vec::new();
+    // Two rounds each, alternating, so that a change in the machine's load falls on both.
+    for round in 0..2 {
+        let tag = format!("p2c{round}");
+        p2c.extend(conversations::run(&cluster.router_url(0), &cluster.api_key, shape, &tag).await);
+        let tag = format!("affinity{round}");
+        affine.extend(
+            conversations::run(&cluster.router_url(affinity), &cluster.api_key, shape, &tag).await,
+        );
+    }
+    for (label, turns) in [
+        ("power of two choices (baseline)", &p2c),
+        ("prefix affinity", &affine),
+    ] {
+        let failed = turns.iter().filter(|t| t.failed).count();
+        println!(
+            "   {label}: TTFT p50 {}  p90 {}  (turns after the first: p50 {}  p90 {})  ({failed} failed)",
+            ms(conversations::ttft_quantile(turns, 0, 0.5)),
+            ms(conversations::ttft_quantile(turns, 0, 0.9)),
+            ms(conversations::ttft_quantile(turns, 1, 0.5)),
+            ms(conversations::ttft_quantile(turns, 1, 0.9)),
+        );
+    }
+    let ratio = |from: usize, q: f64| {
+        conversations::ttft_quantile(&affine, from, q).as_secs_f64()
+            / conversations::ttft_quantile(&p2c, from, q).as_secs_f64()
+    };
+    println!(
+        "   ratio prefix-affinity/p2c: TTFT p50 x{:.2}  p90 x{:.2}; turns after the first p50 x{:.2}  p90 x{:.2} (mistral.rs does not report its prefix-cache hits)\n",
+        ratio(0, 0.5),
+        ratio(0, 0.9),
+        ratio(1, 0.5),
+        ratio(1, 0.9)
+    );
     Ok(())
 }
 

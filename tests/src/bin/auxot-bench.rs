@@ -16,9 +16,10 @@
 //!    file (`bench/engine.rs`).
 //! 8. Router overhead against vllm-router and sglang-router in front of a mock backend
 //!    (`bench/peers.rs`).
+//! 9. Prefix affinity against power-of-two-choices with the real model on three CPU workers.
 //!
-//! `auxot-bench [mesh] [engine] [peers]` runs those sections (sections 1 to 6 are `mesh`; all
-//! by default).
+//! `auxot-bench [mesh] [engine] [peers] [affinity]` runs those sections (sections 1 to 6 are
+//! `mesh`; all by default).
 #![forbid(unsafe_code)]
 
 #[path = "../bench/engine.rs"]
@@ -525,6 +526,7 @@ async fn mesh_sections() -> anyhow::Result<()> {
         turns: 6,
         concurrency: 12,
         system_bytes: 1600,
+        max_tokens: None,
     };
     println!(
         "6. prefix-affinity routing: {} conversations of {} turns ({} at once, {} B system prompts) over 3 workers with a modelled prefix cache (5 ms + 200 us per uncached prompt token)",
