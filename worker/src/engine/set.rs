@@ -91,38 +91,31 @@ impl EngineSet {
 mod tests {
     use super::*;
     use crate::engine::synthetic::{SyntheticEngine, SyntheticOptions};
-    use std::time::Duration;
 
     fn synthetic(id: &str, capacity: u32) -> Arc<dyn Engine> {
-        Arc::new(
-            SyntheticEngine::new(SyntheticOptions {
-                model_id: id.into(),
-                time_to_first_token: Duration::ZERO,
-                tokens_per_second: 0.0,
-                tokens: 1,
-                capacity,
-                prefill_per_token: Duration::ZERO,
-                prefix_cache: 0,
-            })
-            .expect("engine"),
-        )
+        let options = SyntheticOptions {
+            capacity,
+            ..SyntheticOptions::new(&format!("synthetic-{id}"), 1)
+        };
+        Arc::new(SyntheticEngine::new(options).expect("engine"))
     }
 
     #[test]
     fn models_are_found_by_id_and_capacities_add_up() {
         let set = EngineSet::new(vec![synthetic("a", 3), synthetic("b", 5)]).expect("set");
-        assert_eq!(set.get("b").map(|e| e.model().id.as_str()), Some("b"));
-        assert_eq!(set.get("auto").map(|e| e.model().id.as_str()), Some("a"));
-        assert!(set.get("c").is_none());
+        let id = |engine: Option<&Arc<dyn Engine>>| engine.map(|e| e.model().id.clone());
+        assert_eq!(id(set.get("synthetic-b")).as_deref(), Some("synthetic-b"));
+        assert_eq!(id(set.get("auto")).as_deref(), Some("synthetic-a"));
+        assert!(set.get("synthetic-c").is_none());
         assert_eq!(set.capacity(), 8);
         assert_eq!(
             set.models()
                 .iter()
                 .map(|m| m.id.as_str())
                 .collect::<Vec<_>>(),
-            ["a", "b"]
+            ["synthetic-a", "synthetic-b"]
         );
-        assert_eq!(set.ids(), "`a`, `b`");
+        assert_eq!(set.ids(), "`synthetic-a`, `synthetic-b`");
         assert_eq!(set.device(), DeviceInfo::cpu());
         let huge = EngineSet::new(vec![synthetic("a", 4000), synthetic("b", 4000)]).expect("set");
         assert_eq!(huge.capacity(), MAX_CAPACITY);
