@@ -10,6 +10,7 @@
 pub mod address_policy;
 pub mod chat;
 pub mod completion;
+pub mod embedding;
 pub mod error;
 pub mod logging;
 pub mod mesh;

@@ -12,7 +12,8 @@
 //! - [`forward`]: candidates, admission, the transport to workers, retries;
 //! - [`registry`] and [`routing`]: the workers gossip reports, and which one gets a request.
 //!
-//! [`error`], [`keys`], [`store`] and [`ids`] are leaves used from several layers.
+//! [`error`], [`keys`], [`store`], [`response_key`] and [`ids`] are leaves used from several
+//! layers.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -28,6 +29,7 @@ pub mod generation;
 pub mod ids;
 pub mod keys;
 pub mod registry;
+pub mod response_key;
 pub mod routing;
 pub mod server;
 pub mod store;

@@ -229,6 +229,7 @@ mod tests {
                 context_length: Some(2048),
                 vision: false,
                 reasoning: false,
+                ..Default::default()
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

@@ -116,6 +116,7 @@ async fn follow_gossip(gossip: &Gossip, registry: Arc<Registry>) {
 /// Starts a router on `listeners` with the cluster in `args.data`.
 pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<RouterHandle> {
     let data = store::load(&args.data.data_dir)?;
+    let response_key = crate::response_key::load_or_create(&args.data.data_dir)?;
     if data.keys.is_empty() {
         warn!("no API keys in the data directory: every authenticated request will be refused; create one with `auxot-router keys create`");
     }
@@ -184,7 +185,8 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
             Authenticator::new(data.keys),
             Arc::new(generator),
         )
-        .with_gossip_stats(gossip.stats()),
+        .with_gossip_stats(gossip.stats())
+        .with_response_key(response_key),
     );
     info!(
         node = %node_id,

@@ -169,6 +169,7 @@ async fn spawn_node(
         context_length: Some(32_768),
         vision: false,
         reasoning: true,
+        ..Default::default()
     };
     let device = DeviceInfo {
         kind: "cuda".into(),

@@ -28,5 +28,5 @@ mod node;
 mod server;
 mod tools;
 
-pub use config::{EngineKind, Listeners, WorkerConfig};
+pub use config::{EngineKind, Listeners, ReasoningSetting, WorkerConfig};
 pub use node::{start, WorkerHandle};

@@ -43,6 +43,7 @@ pub async fn load_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dyn
                 force_cpu: config.cpu,
                 chat_template: config.chat_template.clone(),
                 gpu_memory_utilization: config.gpu_memory_utilization,
+                reasoning: config.reasoning.forced(),
             })
             .await?;
             Ok(Some(Arc::new(engine)))

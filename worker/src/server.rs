@@ -145,7 +145,7 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
     let _in_flight = InFlight::enter(&state);
     let chat_request = match &request {
         WireRequest::Chat(request) | WireRequest::CountTokens(request) => Some(request),
-        WireRequest::ExecuteTool(_) => None,
+        WireRequest::ExecuteTool(_) | WireRequest::Embed(_) => None,
     };
     // Images arrive decoded; a URL would mean reaching out from the worker, which it never does.
     if chat_request.is_some_and(ChatRequest::has_unresolved_images) {
@@ -153,12 +153,30 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
         return;
     }
     match request {
-        WireRequest::Chat(request) => match engine_for(&state, &request) {
+        WireRequest::Chat(request) => match chat_engine_for(&state, &request.model) {
             Ok(engine) => chat(&state, engine, request, send).await,
             Err(error) => reply_error(&mut send, error).await,
         },
+        WireRequest::Embed(request) => {
+            let reply = match engine_for(&state, &request.model) {
+                Ok(engine) => {
+                    // The caller gave up: stop embedding rather than finish for nobody.
+                    let stopped = send.stopped();
+                    tokio::select! {
+                        result = engine.embed(&request) => match result {
+                            Ok(embeddings) => WireReply::Embeddings(embeddings),
+                            Err(error) => WireReply::Error(error),
+                        },
+                        _ = stopped => return,
+                    }
+                }
+                Err(error) => WireReply::Error(error),
+            };
+            let _ = write_frame(&mut send, &reply).await;
+            let _ = send.finish();
+        }
         WireRequest::CountTokens(request) => {
-            let reply = match engine_for(&state, &request) {
+            let reply = match chat_engine_for(&state, &request.model) {
                 Ok(engine) => match engine.count_tokens(&request).await {
                     Ok(tokens) => WireReply::TokenCount { tokens },
                     Err(error) => WireReply::Error(error),
@@ -191,7 +209,19 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
     }
 }
 
-fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engine>, RemoteError> {
+/// The engine for a chat on `model`, refusing an embedding model.
+fn chat_engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, RemoteError> {
+    let engine = engine_for(state, model)?;
+    if !engine.model().kind.is_chat() {
+        return Err(RemoteError::invalid(format!(
+            "model `{}` is an embedding model: use the embeddings endpoint",
+            engine.model().id
+        )));
+    }
+    Ok(engine)
+}
+
+fn engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, RemoteError> {
     let engine = match state.engine.get() {
         Some(Some(engine)) => engine,
         Some(None) => {
@@ -208,13 +238,10 @@ fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engi
         }
     };
     let id = &engine.model().id;
-    if request.model != AUTO_MODEL && &request.model != id {
+    if model != AUTO_MODEL && model != id {
         return Err(RemoteError::new(
             ErrorKind::NotFound,
-            format!(
-                "worker {} serves `{id}`, not `{}`",
-                state.node_id, request.model
-            ),
+            format!("worker {} serves `{id}`, not `{model}`", state.node_id),
         ));
     }
     Ok(engine.clone())

@@ -1,4 +1,5 @@
-//! The chat and models endpoints, written once for every dialect.
+//! The chat and models endpoints, written once for every dialect (chat completions, legacy
+//! completions, Responses, Anthropic messages).
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ pub async fn chat<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Response {
 }
 
 async fn answer<D: Dialect>(state: &Arc<AppState>, body: &[u8]) -> Result<Response, ApiError> {
-    let call = D::parse_chat(body)?;
+    let call = D::parse_chat(body, &state.dialects)?;
     let mesh = call.mesh_tools.as_ref();
     if call.stream {
         let generation = generation::start(&state.generator, call.request, mesh).await?;

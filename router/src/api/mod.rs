@@ -12,14 +12,18 @@ use warp::reply::Response;
 use warp::Filter as _;
 
 use crate::dialect::anthropic::Anthropic;
+use crate::dialect::completions::Completions;
 use crate::dialect::openai::OpenAi;
+use crate::dialect::responses::Responses;
 use crate::error::ApiError;
 
 pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod count_tokens;
+pub mod embeddings;
 pub mod health;
+pub mod mcp;
 pub mod respond;
 pub mod routes;
 pub mod sse;
@@ -83,6 +87,10 @@ where
         Route::OpenAiModels => chat::models::<OpenAi>(state),
         Route::OpenAiModel(id) => chat::model::<OpenAi>(state, &id),
         Route::OpenAiChat => chat::chat::<OpenAi>(state, &body).await,
+        Route::OpenAiCompletions => chat::chat::<Completions>(state, &body).await,
+        Route::OpenAiResponses => chat::chat::<Responses>(state, &body).await,
+        Route::OpenAiEmbeddings => embeddings::embeddings(state, &body).await,
+        Route::Mcp => mcp::mcp(state, &body).await,
         Route::AnthropicMessages => chat::chat::<Anthropic>(state, &body).await,
         Route::AnthropicCountTokens => count_tokens::count_tokens(state, &body).await,
         Route::AnthropicModels => chat::models::<Anthropic>(state),

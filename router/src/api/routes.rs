@@ -14,12 +14,17 @@ pub enum Route {
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
+    OpenAiCompletions,
+    OpenAiResponses,
+    OpenAiEmbeddings,
     AnthropicMessages,
     AnthropicCountTokens,
     AnthropicModels,
     AnthropicModel(String),
     ToolsList,
     ToolsExecute,
+    /// The mesh's tools as an MCP server (streamable HTTP).
+    Mcp,
 }
 
 impl Route {
@@ -51,6 +56,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         let rest = rest.strip_prefix("/v1").unwrap_or(rest);
         match rest {
             "/chat/completions" => (Some(Route::OpenAiChat), Method::POST),
+            "/completions" => (Some(Route::OpenAiCompletions), Method::POST),
+            "/responses" => (Some(Route::OpenAiResponses), Method::POST),
+            "/embeddings" => (Some(Route::OpenAiEmbeddings), Method::POST),
             "/models" => (Some(Route::OpenAiModels), Method::GET),
             _ => match rest.strip_prefix("/models/") {
                 Some(id) if !id.is_empty() => (Some(Route::OpenAiModel(decode(id))), Method::GET),
@@ -77,6 +85,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             "/execute" => (Some(Route::ToolsExecute), Method::POST),
             _ => (None, Method::GET),
         }
+    } else if path == "/mcp" {
+        // Streamable HTTP: JSON-RPC over POST; no server-initiated stream (GET is 405).
+        (Some(Route::Mcp), Method::POST)
     } else {
         (None, Method::GET)
     };
@@ -157,6 +168,24 @@ mod tests {
             (Method::GET, "/api/tools/v1/list", Route::ToolsList),
             (Method::GET, "/api/tools/v1/tools", Route::ToolsList),
             (Method::POST, "/api/tools/v1/execute", Route::ToolsExecute),
+            (
+                Method::POST,
+                "/api/openai/completions",
+                Route::OpenAiCompletions,
+            ),
+            (Method::POST, "/v1/completions", Route::OpenAiCompletions),
+            (
+                Method::POST,
+                "/api/openai/v1/responses",
+                Route::OpenAiResponses,
+            ),
+            (
+                Method::POST,
+                "/api/openai/embeddings",
+                Route::OpenAiEmbeddings,
+            ),
+            (Method::POST, "/mcp", Route::Mcp),
+            (Method::POST, "/mcp/", Route::Mcp),
         ];
         for (method, path, expected) in ok {
             assert_eq!(route(&method, path).expect(path), expected, "{path}");
@@ -169,6 +198,11 @@ mod tests {
             route(&Method::GET, "/api/openai/chat/completions")
                 .expect_err("405")
                 .fault,
+            Fault::MethodNotAllowed
+        );
+        // MCP clients probe for a server-initiated stream with GET; 405 tells them there is none.
+        assert_eq!(
+            route(&Method::GET, "/mcp").expect_err("405").fault,
             Fault::MethodNotAllowed
         );
     }

@@ -7,6 +7,8 @@ use auxot_common::mesh::sealed::GossipStats;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Authenticator;
+use crate::dialect::responses::state::StateKey;
+use crate::dialect::DialectContext;
 use crate::generation::Generator;
 use crate::registry::Registry;
 
@@ -20,6 +22,8 @@ pub struct AppState {
     shutting_down: AtomicBool,
     /// Cancelled when the shutdown deadline passes: open streams end with an error event.
     pub streams_deadline: CancellationToken,
+    /// What dialects need besides a body (the key of Responses API conversations).
+    pub dialects: DialectContext,
 }
 
 impl AppState {
@@ -31,7 +35,17 @@ impl AppState {
             gossip_stats: Arc::default(),
             shutting_down: AtomicBool::new(false),
             streams_deadline: CancellationToken::new(),
+            // A key of this router's own until `with_response_key` gives the cluster's.
+            dialects: DialectContext {
+                response_state: Arc::new(StateKey::random()),
+            },
         }
+    }
+
+    /// Seals Responses API conversations with the key every router of the cluster holds.
+    pub fn with_response_key(mut self, key: StateKey) -> Self {
+        self.dialects.response_state = Arc::new(key);
+        self
     }
 
     pub fn with_gossip_stats(mut self, stats: Arc<GossipStats>) -> Self {

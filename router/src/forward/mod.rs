@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auxot_common::chat::{ChatEvent, ChatRequest};
+use auxot_common::embedding::{EmbedRequest, Embeddings};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult};
 use auxot_common::wire::{encode_frame, FrameError, WireReply, WireRequest, MAX_FRAME_BYTES};
@@ -256,6 +257,50 @@ impl Forwarder {
                         ),
                     ))
                 }
+            };
+            Ok(Step::Tried {
+                worker: worker.advert.node_id.clone(),
+                outcome,
+            })
+        })
+        .await
+    }
+
+    /// Embeds texts on a worker serving the embedding model, retrying elsewhere when a worker
+    /// goes away (embedding has no side effects).
+    pub async fn embed(&self, request: &EmbedRequest) -> Result<Embeddings, ForwardError> {
+        let frame = encode(&WireRequest::Embed(request.clone()))?;
+        let frame = &frame;
+        retry(MAX_ATTEMPTS, &HashSet::new(), |tried| async move {
+            let candidates = candidates::for_embedding(&self.registry, &request.model, &tried)?;
+            if candidates.is_empty() {
+                return Ok(Step::NoCandidate);
+            }
+            let with_room: Vec<Arc<WorkerView>> = candidates
+                .iter()
+                .filter(|w| w.has_room())
+                .cloned()
+                .collect();
+            let pool = if with_room.is_empty() {
+                &candidates
+            } else {
+                &with_room
+            };
+            let worker = pool[self.policy.select(pool)].clone();
+            let outcome = match self.call(&worker, frame, FIRST_OUTPUT_TIMEOUT).await {
+                Ok(WireReply::Embeddings(embeddings)) => Attempt::Done(embeddings),
+                Ok(WireReply::Error(error)) => Attempt::from_error(error),
+                Ok(other) => {
+                    Attempt::Fail(RemoteError::internal(format!("unexpected reply {other:?}")))
+                }
+                Err(CallError::Lost(error)) => Attempt::Retry(error),
+                Err(CallError::TimedOut) => Attempt::Fail(RemoteError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "worker {} did not answer within {FIRST_OUTPUT_TIMEOUT:?}",
+                        worker.advert.node_id
+                    ),
+                )),
             };
             Ok(Step::Tried {
                 worker: worker.advert.node_id.clone(),

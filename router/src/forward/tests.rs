@@ -95,6 +95,7 @@ fn advert(id: &str, capacity: u32) -> WorkerAdvert {
             context_length: None,
             vision: false,
             reasoning: false,
+            ..Default::default()
         }],
         tools: Vec::new(),
         device: DeviceInfo::cpu(),

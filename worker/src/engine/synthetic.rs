@@ -47,13 +47,19 @@ impl SyntheticEngine {
             context_length: Some(8192),
             vision: false,
             reasoning: false,
+            ..Default::default()
         };
         Ok(SyntheticEngine { options, info })
     }
 
     /// A crude prompt size: one token per four bytes of text, like most tokenizers on English.
     fn prompt_tokens(request: &ChatRequest) -> u32 {
-        let bytes: usize = request.messages.iter().map(|m| m.joined_text().len()).sum();
+        let bytes: usize = request
+            .messages
+            .iter()
+            .map(|m| m.joined_text().len())
+            .sum::<usize>()
+            + request.prompt.as_ref().map_or(0, String::len);
         (bytes / 4).max(1) as u32
     }
 }

@@ -8,13 +8,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
+use auxot_common::mesh::node::{DeviceInfo, ModelInfo, ModelKind};
 use mistralrs::core::SupportedModality;
 use mistralrs::{
-    GgufModelBuilder, MemoryGpuConfig, Model, ModelBuilder, PagedAttentionMetaBuilder, TokenSource,
+    GgufModelBuilder, MemoryGpuConfig, Model, ModelBuilder, ModelCategory,
+    PagedAttentionMetaBuilder, TokenSource,
 };
 use tracing::info;
 
+use super::capabilities;
 use super::source::{self, Source};
 use super::tokenize;
 use crate::device;
@@ -36,6 +38,8 @@ pub struct MistralOptions {
     pub chat_template: Option<PathBuf>,
     /// Share of GPU memory for the KV cache (PagedAttention); unused on CPU.
     pub gpu_memory_utilization: f32,
+    /// Whether the model reasons; `None` detects it from the chat template.
+    pub reasoning: Option<bool>,
 }
 
 /// A loaded model and what is known about it.
@@ -88,15 +92,31 @@ pub async fn load(options: &MistralOptions) -> anyhow::Result<Loaded> {
     } else {
         DeviceInfo::cpu()
     };
-    info!(model = %id, ?context_length, vision, device = %device.name, "model loaded");
-    let grammar_end_tokens = grammar_end_tokens(&model).await;
+    // mistral.rs loads a directory with `config_sentence_transformers.json` as an embedding
+    // model; such a model only embeds.
+    let kind = match config.category {
+        ModelCategory::Embedding => ModelKind::Embedding,
+        _ => ModelKind::Chat,
+    };
+    let (reasoning, grammar_end_tokens) = match kind {
+        ModelKind::Embedding => (false, Vec::new()),
+        ModelKind::Chat => (
+            match options.reasoning {
+                Some(reasoning) => reasoning,
+                None => capabilities::detect_reasoning(&model).await,
+            },
+            grammar_end_tokens(&model).await,
+        ),
+    };
+    info!(model = %id, ?context_length, vision, reasoning, ?kind, device = %device.name, "model loaded");
     Ok(Loaded {
         model,
         info: ModelInfo {
             id,
             context_length,
             vision,
-            reasoning: false,
+            reasoning,
+            kind,
         },
         device,
         capacity: u32::try_from(options.max_seqs).unwrap_or(u32::MAX),

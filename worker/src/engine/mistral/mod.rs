@@ -14,15 +14,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use auxot_common::chat::{ChatEvent, ChatRequest};
+use auxot_common::embedding::{EmbedRequest, Embeddings};
 use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use mistralrs::core::RequestMessage;
-use mistralrs::{Constraint, Model, NormalRequest, Request, Response, StopTokens};
+use mistralrs::{Constraint, Model, NormalRequest, Request, Response, SamplingParams, StopTokens};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::convert;
+use super::convert::{self, Output};
 use super::Engine;
 
+mod capabilities;
 mod load;
 mod source;
 mod stream;
@@ -65,6 +67,9 @@ impl MistralEngine {
         request: ChatRequest,
         events: &UnboundedSender<ChatEvent>,
     ) -> Result<(), RemoteError> {
+        if let Some(prompt) = &request.prompt {
+            return self.run_prompt(prompt, &request, events).await;
+        }
         // Decoding images is CPU work: keep it off the async threads.
         let prepared = if request.has_images() {
             let owned = request.clone();
@@ -86,38 +91,76 @@ impl MistralEngine {
             // A closed channel means the caller left; the select below notices.
             let _ = events.send(stream.prompt_tokens(tokens));
         }
-        let mut rx = self.send_generation(&request, prepared).await?;
-        let mut pending = Vec::new();
-        loop {
-            let response = tokio::select! {
-                // Returning drops `rx`: the engine cancels the sequence at its next step.
-                _ = events.closed() => return Ok(()),
-                response = rx.recv() => response,
-            };
-            let Some(response) = response else {
-                return Err(RemoteError::internal(
-                    "engine ended the generation without finishing it",
-                ));
-            };
-            match response {
-                Response::Chunk(chunk) => {
-                    let outcome = stream.on_chunk(EngineChunk::from_mistral(chunk), &mut pending);
-                    for event in pending.drain(..) {
-                        let _ = events.send(event);
-                    }
-                    if outcome? {
-                        return Ok(());
-                    }
-                }
-                Response::ValidationError(e) => return Err(RemoteError::invalid(e.to_string())),
-                Response::InternalError(e) => {
-                    return Err(RemoteError::internal(format!("engine error: {e}")))
-                }
-                Response::ModelError(message, _) => {
-                    return Err(RemoteError::internal(format!("model error: {message}")))
-                }
-                _ => {}
+        let rx = self.send_generation(&request, prepared).await?;
+        pump(rx, stream, events).await
+    }
+
+    /// A raw prompt with no chat template (legacy completions): the engine's completion request,
+    /// its chunks through the same stop and usage handling as a chat. The engine reports no
+    /// usage on streamed completions, so the prompt is counted first and the answer's tokens
+    /// are its chunks.
+    async fn run_prompt(
+        &self,
+        prompt: &str,
+        request: &ChatRequest,
+        events: &UnboundedSender<ChatEvent>,
+    ) -> Result<(), RemoteError> {
+        if prompt.is_empty() {
+            return Err(RemoteError::invalid("prompt: must not be empty"));
+        }
+        let mut stream = GenerationStream::new(&request.sampling.stop, Output::Text);
+        let tokens = tokenize::count_text(&self.model, prompt).await?;
+        let event = stream.prompt_tokens(tokens);
+        if request.prompt_tokens_first {
+            let _ = events.send(event);
+        }
+        let constraint = convert::constraint(&request.response_format);
+        let mut sampling = convert::sampling(&request.sampling);
+        if !matches!(constraint, Constraint::None) && !self.grammar_end_tokens.is_empty() {
+            sampling.stop_toks = Some(StopTokens::Ids(self.grammar_end_tokens.clone()));
+        }
+        let message = RequestMessage::Completion {
+            text: prompt.to_string(),
+            echo_prompt: false,
+            best_of: None,
+        };
+        let rx = self
+            .send(message, sampling, constraint, None, None, true)
+            .await?;
+        pump(rx, stream, events).await
+    }
+
+    /// One text embedded by the engine: its vector and prompt tokens.
+    async fn embed_one(&self, text: &str) -> Result<(Vec<f32>, u32), RemoteError> {
+        if text.is_empty() {
+            return Err(RemoteError::invalid(
+                "input: texts to embed must not be empty",
+            ));
+        }
+        let message = RequestMessage::Embedding {
+            prompt: text.to_string(),
+        };
+        let sampling = SamplingParams::deterministic();
+        let mut rx = self
+            .send(message, sampling, Constraint::None, None, None, false)
+            .await?;
+        match rx.recv().await {
+            Some(Response::Embeddings {
+                embeddings,
+                prompt_tokens,
+                ..
+            }) => Ok((embeddings, u32::try_from(prompt_tokens).unwrap_or(u32::MAX))),
+            Some(Response::ValidationError(e)) => Err(RemoteError::invalid(e.to_string())),
+            Some(Response::InternalError(e)) => {
+                Err(RemoteError::internal(format!("engine error: {e}")))
             }
+            Some(other) => Err(RemoteError::internal(format!(
+                "engine answered an embedding with {}",
+                response_kind(&other)
+            ))),
+            None => Err(RemoteError::internal(
+                "engine dropped the embedding request",
+            )),
         }
     }
 
@@ -156,13 +199,34 @@ impl MistralEngine {
         if !matches!(constraint, Constraint::None) && !self.grammar_end_tokens.is_empty() {
             sampling_params.stop_toks = Some(StopTokens::Ids(self.grammar_end_tokens.clone()));
         }
+        self.send(
+            messages,
+            sampling_params,
+            constraint,
+            tools,
+            tool_choice,
+            true,
+        )
+        .await
+    }
+
+    /// Sends one request to the engine thread; its replies come on the returned channel.
+    async fn send(
+        &self,
+        messages: RequestMessage,
+        sampling_params: SamplingParams,
+        constraint: Constraint,
+        tools: Option<Vec<mistralrs::Tool>>,
+        tool_choice: Option<mistralrs::ToolChoice>,
+        is_streaming: bool,
+    ) -> Result<mpsc::Receiver<Response>, RemoteError> {
         let (tx, rx) = mpsc::channel(REPLY_CHANNEL);
         let normal = NormalRequest {
             messages,
             sampling_params,
             response: tx,
             return_logprobs: false,
-            is_streaming: true,
+            is_streaming,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             constraint,
             suffix: None,
@@ -179,6 +243,57 @@ impl MistralEngine {
             .await
             .map_err(|_| RemoteError::internal("engine stopped"))?;
         Ok(rx)
+    }
+}
+
+/// Reads the engine's replies to a streamed generation into events until it ends, or until the
+/// caller goes away (returning drops `rx`: the engine cancels the sequence at its next step).
+async fn pump(
+    mut rx: mpsc::Receiver<Response>,
+    mut stream: GenerationStream,
+    events: &UnboundedSender<ChatEvent>,
+) -> Result<(), RemoteError> {
+    let mut pending = Vec::new();
+    loop {
+        let response = tokio::select! {
+            _ = events.closed() => return Ok(()),
+            response = rx.recv() => response,
+        };
+        let Some(response) = response else {
+            return Err(RemoteError::internal(
+                "engine ended the generation without finishing it",
+            ));
+        };
+        let chunk = match response {
+            Response::Chunk(chunk) => EngineChunk::from_mistral(chunk),
+            Response::CompletionChunk(chunk) => EngineChunk::from_completion(chunk),
+            Response::ValidationError(e) => return Err(RemoteError::invalid(e.to_string())),
+            Response::InternalError(e) => {
+                return Err(RemoteError::internal(format!("engine error: {e}")))
+            }
+            Response::ModelError(message, _) | Response::CompletionModelError(message, _) => {
+                return Err(RemoteError::internal(format!("model error: {message}")))
+            }
+            _ => continue,
+        };
+        let outcome = stream.on_chunk(chunk, &mut pending);
+        for event in pending.drain(..) {
+            let _ = events.send(event);
+        }
+        if outcome? {
+            return Ok(());
+        }
+    }
+}
+
+/// The name of a reply variant, for messages about unexpected ones.
+fn response_kind(response: &Response) -> &'static str {
+    match response {
+        Response::Chunk(_) => "a chat chunk",
+        Response::Done(_) => "a chat completion",
+        Response::CompletionChunk(_) | Response::CompletionDone(_) => "a text completion",
+        Response::ModelError(..) | Response::CompletionModelError(..) => "a model error",
+        _ => "another kind of reply",
     }
 }
 
@@ -203,7 +318,34 @@ impl Engine for MistralEngine {
     }
 
     async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, RemoteError> {
+        if let Some(prompt) = &request.prompt {
+            return tokenize::count_text(&self.model, prompt).await;
+        }
         let prepared = convert::prepare(request)?;
         tokenize::count_prompt(&self.model, &prepared).await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<Embeddings, RemoteError> {
+        if !self.info.kind.is_chat() {
+            let embedded =
+                futures::future::join_all(request.inputs.iter().map(|text| self.embed_one(text)))
+                    .await;
+            let mut vectors = Vec::with_capacity(embedded.len());
+            let mut prompt_tokens = 0u32;
+            for result in embedded {
+                let (vector, tokens) = result?;
+                vectors.push(vector);
+                prompt_tokens = prompt_tokens.saturating_add(tokens);
+            }
+            return Ok(Embeddings {
+                model: self.info.id.clone(),
+                vectors,
+                prompt_tokens,
+            });
+        }
+        Err(RemoteError::invalid(format!(
+            "model `{}` is not an embedding model",
+            self.info.id
+        )))
     }
 }

@@ -72,6 +72,21 @@ impl EngineChunk {
     }
 }
 
+impl EngineChunk {
+    /// A streamed step of a raw-prompt completion: text and, at the end, the finish reason
+    /// (the engine reports no usage on these).
+    pub fn from_completion(chunk: mistralrs::core::CompletionChunkResponse) -> Self {
+        let mut out = EngineChunk::default();
+        for choice in chunk.choices {
+            append(&mut out.content, Some(choice.text));
+            if choice.finish_reason.is_some() {
+                out.finish_reason = choice.finish_reason;
+            }
+        }
+        out
+    }
+}
+
 fn append(to: &mut Option<String>, text: Option<String>) {
     match (to.as_mut(), text) {
         (Some(existing), Some(text)) => existing.push_str(&text),
