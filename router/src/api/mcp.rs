@@ -96,7 +96,7 @@ fn list(state: &AppState) -> Value {
 
 /// A tool's result as MCP content: its text (or JSON text), and the value itself as structured
 /// content when it is an object.
-pub fn call_result(result: &Value) -> Value {
+fn call_result(result: &Value) -> Value {
     let text = match result {
         Value::String(text) => text.clone(),
         other => other.to_string(),
@@ -110,7 +110,7 @@ pub fn call_result(result: &Value) -> Value {
 
 /// A failed call: a protocol error when the tool does not exist, otherwise a result the caller
 /// (often a model) reads.
-pub fn call_failure(name: &str, error: &ApiError) -> Result<Value, RpcError> {
+fn call_failure(name: &str, error: &ApiError) -> Result<Value, RpcError> {
     if error.fault == Fault::NotFound {
         return Err(RpcError::new(
             INVALID_PARAMS,

@@ -363,6 +363,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         request: ChatRequest {
             model: input.model,
             messages,
+            prompt: None,
             tools,
             tool_choice,
             sampling: Sampling {
