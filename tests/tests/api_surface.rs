@@ -4,8 +4,11 @@
 //! sees. The real model behind them is exercised by the official clients
 //! (`client_libraries.rs`).
 
-use auxot_tests::inproc::{InProcessCluster, InProcessWorker};
+#[path = "support/inproc.rs"]
+mod inproc;
+
 use auxot_tests::openapi::assert_valid;
+use inproc::{InProcessCluster, InProcessWorker};
 use auxot_tests::sse;
 use serde_json::{json, Value};
 
