@@ -6,7 +6,6 @@ The cluster has a tools worker serving the test MCP server's tools over stdio (`
 
 import anyio
 import httpx2
-import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -32,9 +31,11 @@ def test_lists_and_calls_the_mesh_tools(base_url, api_key):
             added = await client.call_tool("add", {"a": 2, "b": 40.5})
             assert added.structured_content == {"sum": 42.5}
 
-            # A tool behind the worker's streamable-HTTP MCP client.
+            # A tool behind the worker's streamable-HTTP MCP client (the Python server may wrap
+            # the string in structured output, which then comes through as its JSON).
             shouted = await client.call_tool("shout", {"text": "hi"})
-            assert shouted.content[0].text == "HI!"
+            assert not shouted.is_error
+            assert "HI!" in shouted.content[0].text
 
             failed = await client.call_tool("fail", {})
             assert failed.is_error
@@ -49,12 +50,11 @@ def test_lists_and_calls_the_mesh_tools(base_url, api_key):
 
 def test_a_wrong_key_is_refused(base_url):
     async def main():
-        http, client = connect(base_url, "rtr_wrong")
-        async with http:
-            with pytest.raises(Exception):
-                async with client:
-                    await client.list_tools()
-            response = await http.post(f"{base_url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        async with httpx2.AsyncClient(headers={"Authorization": "Bearer rtr_wrong"}) as http:
+            response = await http.post(
+                f"{base_url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            )
             assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
 
     anyio.run(main)

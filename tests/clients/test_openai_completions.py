@@ -43,9 +43,9 @@ def test_streamed_completion_matches_and_echo_prepends_the_prompt(client, model)
 
 def test_stop_strings_cut_the_completion(client, model):
     completion = client.completions.create(
-        model=model, prompt="1, 2, 3, 4,", temperature=0, max_tokens=16, stop=["7"]
+        model=model, prompt="1, 2, 3, 4,", temperature=0, max_tokens=16, stop=[","]
     )
-    assert "7" not in completion.choices[0].text
+    assert completion.choices[0].text.strip() == "5"
     assert completion.choices[0].finish_reason == "stop"
 
 

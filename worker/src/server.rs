@@ -238,7 +238,7 @@ fn engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, Remot
         }
     };
     let id = &engine.model().id;
-    if model != AUTO_MODEL && model != id {
+    if model != AUTO_MODEL && model != id.as_str() {
         return Err(RemoteError::new(
             ErrorKind::NotFound,
             format!("worker {} serves `{id}`, not `{model}`", state.node_id),
