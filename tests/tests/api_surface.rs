@@ -8,8 +8,8 @@
 mod inproc;
 
 use auxot_tests::openapi::assert_valid;
-use inproc::{InProcessCluster, InProcessWorker};
 use auxot_tests::sse;
+use inproc::{InProcessCluster, InProcessWorker};
 use serde_json::{json, Value};
 
 async fn post(cluster: &InProcessCluster, router: usize, path: &str, body: Value) -> (u16, Value) {

@@ -5,9 +5,9 @@
 #[path = "support/inproc.rs"]
 mod inproc;
 
-use inproc::{InProcessCluster, InProcessWorker};
 use auxot_tests::openapi::assert_valid;
 use auxot_tests::sse;
+use inproc::{InProcessCluster, InProcessWorker};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
