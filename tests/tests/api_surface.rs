@@ -4,6 +4,8 @@
 //! sees. The real model behind them is exercised by the official clients
 //! (`client_libraries.rs`).
 
+// Shared with other test binaries; this one uses only the synthetic engine.
+#[allow(dead_code)]
 #[path = "support/inproc.rs"]
 mod inproc;
 
