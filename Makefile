@@ -9,7 +9,7 @@ MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 VENV := .venv
 CARGO_BUILD := $(CARGO) build --release --workspace --all-targets
 
-.PHONY: all build model venv run test bench lint fmt clean
+.PHONY: all build model venv run test bench fuzz fuzz-targets fuzz-http lint fmt clean
 
 all: build
 
@@ -47,6 +47,32 @@ test: build model venv
 bench: build
 	$(CARGO_TARGET_DIR)/release/auxot-bench
 
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (nightly, cargo-fuzz), then schemathesis over HTTP
+FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 100
+FUZZ_TARGETS := openai_request anthropic_request wire_frames sealed_open
+FUZZ_VENV := .venv-fuzz
+
+fuzz: fuzz-targets fuzz-http
+
+# libFuzzer writes what it finds to a scratch corpus; the seeds in fuzz/corpus/ stay as committed.
+fuzz-targets:
+	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)"; exit 1; }
+	@mkdir -p fuzz/target/scratch
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/scratch/$$t && \
+	  CARGO_TARGET_DIR=target $(CARGO) +nightly fuzz run $$t target/scratch/$$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
+
+$(FUZZ_VENV)/.installed: tests/fuzz/requirements.txt
+	python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
+	touch $@
+
+fuzz-http: build $(FUZZ_VENV)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ST=$(FUZZ_VENV)/bin/st ./scripts/fuzz-http.sh
+
 ## lint: formatting and clippy, as CI wants them
 lint:
 	$(CARGO) fmt --all -- --check
@@ -56,4 +82,4 @@ fmt:
 	$(CARGO) fmt --all
 
 clean:
-	rm -rf .auxot $(VENV)
+	rm -rf .auxot $(VENV) $(FUZZ_VENV) fuzz/target

@@ -15,6 +15,10 @@ data=$state/data
 creds=$state/local-credentials.json
 
 mkdir -p "$state"
+if [ -f "$data/cluster.json" ] && ! grep -q '"version": 2' "$data/cluster.json"; then
+  echo "$data was made by an older auxot; remove $state to start over (or run: auxot-router migrate --data-dir $data)" >&2
+  exit 1
+fi
 if [ ! -f "$data/cluster.json" ]; then
   # The API key is printed only once by setup; keep a private copy for this local cluster.
   (umask 077 && "$bin/auxot-router" setup --data-dir "$data" --key-name local --json > "$creds")
@@ -25,7 +29,12 @@ if [ ! -f "$creds" ]; then
 fi
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$creds" "$1"; }
 api_key=$(field api_key)
-join_token=$(field join_token)
+# The worker reads its join token from a private file: a command-line argument would be visible
+# to every user in `ps`.
+token_file=$state/join-token
+if [ ! -f "$token_file" ]; then
+  (umask 077 && field join_token > "$token_file")
+fi
 
 pids=()
 cleanup() {
@@ -41,7 +50,7 @@ export HF_HOME=${HF_HOME:-$state/hf-home}
 "$bin/auxot-router" serve --data-dir "$data" --http-addr "127.0.0.1:$http_port" \
   --gossip-addr 127.0.0.1:7946 --advertise-host 127.0.0.1 > "$state/router.log" 2>&1 &
 pids+=($!)
-"$bin/auxot-worker" join 127.0.0.1:7946 --token "$join_token" --model "$model" \
+"$bin/auxot-worker" join 127.0.0.1:7946 --token-file "$token_file" --model "$model" \
   --gossip-addr 127.0.0.1:7947 --quic-addr 127.0.0.1:7948 --advertise-host 127.0.0.1 > "$state/worker.log" 2>&1 &
 pids+=($!)
 
@@ -73,8 +82,9 @@ Try it:
     -d '{"model": "auto", "temperature": 0, "max_tokens": 64, "messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]}'
 
 This local cluster listens on loopback only. To add GPU hosts, run the router on a reachable
-address (README: "A multi-node cluster") and join them with:
-  auxot-worker join <router-host>:7946 --token <join token in $creds> --model <model>
+address (README: "A multi-node cluster") and join them with the token in $token_file:
+  auxot-worker join <router-host>:7946 --token-file <copy of $token_file> --model <model>
+Admin key (tokens, workers): in $creds.
 
 Press Ctrl-C to stop.
 MSG

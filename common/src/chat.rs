@@ -42,6 +42,10 @@ pub struct ChatRequest {
     /// [`ChatEvent::PromptTokens`] event), for dialects that report it at the start of a stream.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prompt_tokens_first: bool,
+    /// The id the router gave the API request, so the worker's log lines for it carry the same
+    /// id as the router's (and as the caller's `x-request-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ChatRequest {

@@ -1,8 +1,36 @@
 //! A whole completion assembled from its events, for non-streaming answers and for the router's
 //! server-side tool loop. Both dialects render from this one structure.
+//!
+//! The events come from another node, so folding them is bounded: a tool-call index past
+//! [`MAX_TOOL_CALLS`] or more than [`MAX_COLLECTED_BYTES`] of text, reasoning and arguments is
+//! an error, never an allocation the sender chose.
 
 use crate::chat::{ChatEvent, FinishReason, Usage};
 use crate::error::RemoteError;
+
+/// Tool calls one answer may make: indexes from 0 to this, exclusive.
+pub const MAX_TOOL_CALLS: u32 = 128;
+/// Bytes of text, reasoning, tool names and arguments one collected answer may hold.
+pub const MAX_COLLECTED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why an event could not be folded in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectError {
+    #[error("a tool call at index {0}; at most {MAX_TOOL_CALLS} calls are accepted")]
+    ToolCallIndex(u32),
+    #[error("more than {MAX_COLLECTED_BYTES} bytes of output")]
+    TooLarge,
+}
+
+/// Checks what any event may carry, collected or streamed.
+pub fn check_event(event: &ChatEvent) -> Result<(), CollectError> {
+    match event {
+        ChatEvent::ToolCall { index, .. } if *index >= MAX_TOOL_CALLS => {
+            Err(CollectError::ToolCallIndex(*index))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// One tool call, complete.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,6 +52,8 @@ pub struct Completion {
     pub finish: Option<FinishReason>,
     pub stop_sequence: Option<String>,
     pub error: Option<RemoteError>,
+    /// Bytes collected so far, against [`MAX_COLLECTED_BYTES`].
+    pub collected_bytes: usize,
 }
 
 impl Completion {
@@ -34,8 +64,25 @@ impl Completion {
         }
     }
 
-    /// Folds one event in.
-    pub fn apply(&mut self, event: &ChatEvent) {
+    fn grow(&mut self, bytes: usize) -> Result<(), CollectError> {
+        let total = self.collected_bytes.saturating_add(bytes);
+        if total > MAX_COLLECTED_BYTES {
+            return Err(CollectError::TooLarge);
+        }
+        self.collected_bytes = total;
+        Ok(())
+    }
+
+    /// Folds one event in; an error leaves the completion as it was.
+    pub fn apply(&mut self, event: &ChatEvent) -> Result<(), CollectError> {
+        check_event(event)?;
+        match event {
+            ChatEvent::Text { text } | ChatEvent::Reasoning { text } => self.grow(text.len())?,
+            ChatEvent::ToolCall {
+                name, arguments, ..
+            } => self.grow(arguments.len() + name.as_ref().map_or(0, String::len))?,
+            _ => {}
+        }
         match event {
             ChatEvent::PromptTokens { tokens } => self.usage.prompt_tokens = *tokens,
             ChatEvent::Text { text } => self.text.push_str(text),
@@ -69,6 +116,7 @@ impl Completion {
             }
             ChatEvent::Error(error) => self.error = Some(error.clone()),
         }
+        Ok(())
     }
 }
 
@@ -108,7 +156,7 @@ mod tests {
         ];
         let mut completion = Completion::new("m");
         for event in &events {
-            completion.apply(event);
+            completion.apply(event).expect("within the limits");
         }
         assert_eq!(completion.model, "m");
         assert_eq!(completion.text, "Hello");
@@ -123,5 +171,29 @@ mod tests {
         );
         assert_eq!(completion.usage.completion_tokens, 2);
         assert_eq!(completion.finish, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn a_senders_numbers_do_not_choose_the_allocation() {
+        let mut completion = Completion::new("m");
+        let absurd = ChatEvent::ToolCall {
+            index: 4_000_000_000,
+            id: Some("c".into()),
+            name: Some("f".into()),
+            arguments: "{}".into(),
+        };
+        assert_eq!(
+            completion.apply(&absurd),
+            Err(CollectError::ToolCallIndex(4_000_000_000))
+        );
+        assert!(completion.tool_calls.is_empty());
+        let chunk = ChatEvent::Text {
+            text: "x".repeat(1 << 20),
+        };
+        for _ in 0..(MAX_COLLECTED_BYTES >> 20) {
+            completion.apply(&chunk).expect("within the limit");
+        }
+        assert_eq!(completion.apply(&chunk), Err(CollectError::TooLarge));
+        assert_eq!(completion.text.len(), MAX_COLLECTED_BYTES);
     }
 }

@@ -12,6 +12,9 @@ pub struct EmbedRequest {
     pub model: String,
     /// The texts, each embedded on its own.
     pub inputs: Vec<String>,
+    /// The id the router gave the API request, for the worker's log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The vectors of an [`EmbedRequest`], in the order of its inputs.

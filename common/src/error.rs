@@ -28,6 +28,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind's name as it appears on the wire (`invalid_request`, `overloaded`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
     /// Whether another worker might succeed where this one failed. Client errors never are.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorKind::Overloaded | ErrorKind::Unavailable)

@@ -1,6 +1,7 @@
 //! What every auxot node shares: the canonical chat request and event types that cross the wire,
-//! the framing of those messages on QUIC streams, the cluster secret and the identities derived
-//! from it, typed gossip state, and the transports (sealed gossip over UDP, mutual-TLS QUIC).
+//! the framing of those messages on QUIC streams, the cluster's public-key infrastructure and
+//! join tokens, enrollment, typed and signed gossip state, and the transports (sealed gossip
+//! over UDP, mutual-TLS QUIC).
 //!
 //! Routers and workers depend on this crate and never on each other, so the wire protocol has one
 //! definition. Dialects (OpenAI, Anthropic) live in the router and translate to and from
@@ -11,11 +12,12 @@ pub mod address_policy;
 pub mod chat;
 pub mod completion;
 pub mod embedding;
+pub mod enroll;
 pub mod error;
+pub mod join_token;
 pub mod logging;
 pub mod mesh;
 pub mod pki;
-pub mod secret;
 pub mod signal;
 pub mod tools;
 pub mod wire;

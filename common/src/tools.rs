@@ -21,6 +21,9 @@ pub struct ToolInfo {
 pub struct ToolCallRequest {
     pub tool: String,
     pub input: serde_json::Value,
+    /// The API request this call belongs to, for the worker's log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The outcome of a tool call.

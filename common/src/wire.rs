@@ -70,7 +70,7 @@ pub enum WireReply {
 pub enum FrameError {
     #[error("stream i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(usize),
     #[error("malformed frame: {0}")]
     Decode(#[from] serde_json::Error),
@@ -111,6 +111,15 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    read_frame_max(reader, MAX_FRAME_BYTES).await
+}
+
+/// Like [`read_frame`], refusing frames longer than `max` bytes before allocating them.
+pub async fn read_frame_max<R, T>(reader: &mut R, max: usize) -> Result<Option<T>, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
     let mut len_buf = [0u8; 4];
     let mut filled = 0;
     while filled < len_buf.len() {
@@ -125,7 +134,7 @@ where
         filled += n;
     }
     let len = u32::from_be_bytes(len_buf) as usize;
-    if len > MAX_FRAME_BYTES {
+    if len > max.min(MAX_FRAME_BYTES) {
         return Err(FrameError::TooLarge(len));
     }
     let mut body = vec![0u8; len];

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use auxot_common::logging::LogFormat;
+
 use crate::routing::PolicyKind;
 
 #[derive(Debug, Parser)]
@@ -13,29 +15,124 @@ use crate::routing::PolicyKind;
     name = "auxot-router",
     version,
     about = "The API front of an auxot cluster: OpenAI- and Anthropic-compatible endpoints over a mesh of inference workers.",
-    long_about = "The API front of an auxot cluster.\n\n`setup` creates a cluster (secret, first API key, worker join token). `serve` runs a router: it joins the cluster's gossip, sees which workers serve which models, and forwards each API request over QUIC to the least-loaded worker that serves the requested model. Run as many routers as you like behind a load balancer."
+    long_about = "The API front of an auxot cluster.\n\n`setup` creates a cluster (certificate authority, gossip key, first API key, first admin key, first worker join token). `serve` runs a router: it joins the cluster's gossip, enrolls workers (issues their certificates), sees which workers serve which models, and forwards each API request over QUIC to the least-loaded worker that serves the requested model. Run as many routers as you like behind a load balancer, each with a copy of the data directory. `tokens` and `workers` manage join tokens and workers through a running router's admin API."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "AUXOT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new cluster in the data directory and print its first API key and join token.
+    /// Create a new cluster in the data directory and print its first API key, admin key and
+    /// join token.
     Setup(SetupArgs),
     /// Run a router.
     Serve(ServeArgs),
-    /// Manage API keys.
+    /// Convert a data directory made by an older auxot (one shared secret) to per-node
+    /// certificates; prints a new join token and an admin key.
+    Migrate(MigrateArgs),
+    /// Manage API and admin keys in a data directory (running routers read keys at start).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage worker join tokens through a router's admin API.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// List and revoke workers through a router's admin API.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct DataDir {
-    /// Directory holding the cluster secret and API key hashes.
+    /// Directory holding the cluster's CA, gossip key, key hashes and records.
     #[arg(long, default_value = "auxot-data", env = "AUXOT_DATA_DIR")]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the CLI reaches a running router's admin API.
+#[derive(Debug, Args)]
+pub struct AdminClient {
+    /// Base URL of a router (any router: changes replicate to all).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "AUXOT_ROUTER_URL"
+    )]
+    pub router: String,
+    /// The admin key (printed by `setup`); prefer --admin-key-file, the command line is visible
+    /// to other users.
+    #[arg(long, env = "AUXOT_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// File holding the admin key.
+    #[arg(long, env = "AUXOT_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a join token and print it once.
+    Create {
+        #[command(flatten)]
+        client: AdminClient,
+        /// `worker` (models and tools) or `tools` (tools only).
+        #[arg(long, default_value = "worker")]
+        role: String,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Hours the token enrolls workers for (default: until revoked).
+        #[arg(long)]
+        ttl_hours: Option<u64>,
+    },
+    /// List tokens (ids, roles, expiry; never secrets).
+    List {
+        #[command(flatten)]
+        client: AdminClient,
+    },
+    /// Revoke a token: it enrolls no more (workers it enrolled keep running).
+    Revoke {
+        #[command(flatten)]
+        client: AdminClient,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Nodes, roles, readiness and certificate expiry, as the router sees them.
+    List {
+        #[command(flatten)]
+        client: AdminClient,
+    },
+    /// Take a worker out of routing on every router and stop it from renewing.
+    Revoke {
+        #[command(flatten)]
+        client: AdminClient,
+        node: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +144,11 @@ pub struct SetupArgs {
     #[arg(long, default_value = "default", env = "AUXOT_KEY_NAME")]
     pub key_name: String,
 
+    /// Keep the root CA's key in this directory (take it offline afterwards) and give the
+    /// routers only an intermediate CA signed by it.
+    #[arg(long, env = "AUXOT_OFFLINE_ROOT")]
+    pub offline_root: Option<PathBuf>,
+
     /// Print the result as one JSON object (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -54,21 +156,24 @@ pub struct SetupArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create an API key and print it once.
+    /// Create a key and print it once.
     Create {
         #[command(flatten)]
         data: DataDir,
         /// A name to recognise the key by.
         #[arg(long, default_value = "default")]
         name: String,
+        /// An admin key (the admin API only) instead of an API key.
+        #[arg(long)]
+        admin: bool,
     },
     /// List key ids and names.
     List {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Revoke the key with this id (the 12 characters after `rtr_`). Running routers keep
-    /// accepting it until restarted.
+    /// Revoke the key with this id (the 12 characters after `rtr_`). Running routers stop
+    /// accepting it when they next re-read the keys (`--keys-reload-secs`).
     Revoke {
         #[command(flatten)]
         data: DataDir,
@@ -85,9 +190,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:8080", env = "AUXOT_HTTP_ADDR")]
     pub http_addr: SocketAddr,
 
-    /// UDP address for gossip; workers use it (or any other node's) as their seed.
+    /// UDP address for gossip; workers give it as their seed and enroll at the same address on
+    /// TCP.
     #[arg(long, default_value = "0.0.0.0:7946", env = "AUXOT_GOSSIP_ADDR")]
     pub gossip_addr: SocketAddr,
+
+    /// Private address serving /metrics and /health without a key (else /metrics wants one).
+    #[arg(long, env = "AUXOT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Local UDP address for QUIC connections to workers (port 0 picks a free one).
     #[arg(long, default_value = "0.0.0.0:0", env = "AUXOT_QUIC_ADDR")]
@@ -137,4 +247,65 @@ pub struct ServeArgs {
     /// Seconds to let open requests and streams finish after SIGTERM.
     #[arg(long, default_value_t = 30, env = "AUXOT_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: u64,
+
+    /// Lifetime of the certificates this router issues to workers, in seconds; workers renew at
+    /// two thirds of it, so a revoked worker's certificate is useless soon after.
+    #[arg(long, default_value_t = 24 * 3600, env = "AUXOT_NODE_CERT_LIFETIME_SECS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub node_cert_lifetime_secs: u64,
+
+    /// Seconds a client has to send a request head, from its first byte (and a new connection
+    /// from its opening).
+    #[arg(long, default_value_t = 10, env = "AUXOT_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may sit between two requests before it is closed.
+    #[arg(long, default_value_t = 60, env = "AUXOT_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a response (or a stream) may wait for a client that stopped reading before the
+    /// connection is cut and its generation cancelled.
+    #[arg(long, default_value_t = 30, env = "AUXOT_WRITE_TIMEOUT_SECS")]
+    pub write_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body (408 after).
+    #[arg(long, default_value_t = 30, env = "AUXOT_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: u64,
+
+    /// Client connections served at once; more get 503 and are closed.
+    #[arg(long, default_value_t = 1024, env = "AUXOT_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// Largest body of the chat, messages and count_tokens endpoints in bytes (413 above).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, env = "AUXOT_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Largest body of the tools execute endpoint in bytes (413 above).
+    #[arg(long, default_value_t = 1024 * 1024, env = "AUXOT_MAX_TOOL_BODY_BYTES")]
+    pub max_tool_body_bytes: usize,
+
+    /// Bytes of request bodies held at once across all requests; past it, requests get 503.
+    #[arg(long, default_value_t = 128 * 1024 * 1024, env = "AUXOT_BODY_BUDGET_BYTES")]
+    pub body_budget_bytes: usize,
+
+    /// Seconds one chat request may take from its body to its last event (504, or an error
+    /// event in a stream).
+    #[arg(long, default_value_t = 900, env = "AUXOT_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: u64,
+
+    /// Milliseconds a worker has to answer a request's first frame before it counts as wedged
+    /// and the request moves to another worker.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "AUXOT_WORKER_FIRST_FRAME_TIMEOUT_MS"
+    )]
+    pub worker_first_frame_timeout_ms: u64,
+
+    /// Seconds a worker has to produce a request's first output (prefill included).
+    #[arg(long, default_value_t = 300, env = "AUXOT_FIRST_OUTPUT_TIMEOUT_SECS")]
+    pub first_output_timeout_secs: u64,
+
+    /// Seconds between two re-reads of the API keys (revocations take effect then).
+    #[arg(long, default_value_t = 30, env = "AUXOT_KEYS_RELOAD_SECS")]
+    pub keys_reload_secs: u64,
 }

@@ -25,12 +25,16 @@ pub enum Fault {
     InvalidRequest,
     /// No key, or a key that is not valid.
     Unauthorized,
+    /// A valid key that may not do this (an API key on the admin API, say).
+    Forbidden,
     /// No such endpoint, model or tool.
     NotFound,
     /// The endpoint exists but takes another method.
     MethodNotAllowed,
     /// The request body is larger than the route accepts.
     PayloadTooLarge,
+    /// The client did not send its request body within the deadline.
+    RequestTimeout,
     /// Every worker that could serve the request is at capacity.
     Overloaded,
     /// Nothing can serve the request right now.
@@ -75,8 +79,10 @@ impl ApiError {
         match (self.fault, dialect) {
             (Fault::InvalidRequest, _) => 400,
             (Fault::Unauthorized, _) => 401,
+            (Fault::Forbidden, _) => 403,
             (Fault::NotFound, _) => 404,
             (Fault::MethodNotAllowed, _) => 405,
+            (Fault::RequestTimeout, _) => 408,
             (Fault::PayloadTooLarge, _) => 413,
             (Fault::Overloaded, DialectKind::Anthropic) => 529,
             (Fault::Overloaded, _) => 429,
@@ -97,8 +103,10 @@ impl ApiError {
         let kind = match self.fault {
             Fault::InvalidRequest
             | Fault::Unauthorized
+            | Fault::Forbidden
             | Fault::MethodNotAllowed
-            | Fault::PayloadTooLarge => ErrorKind::InvalidRequest,
+            | Fault::PayloadTooLarge
+            | Fault::RequestTimeout => ErrorKind::InvalidRequest,
             Fault::NotFound => ErrorKind::NotFound,
             Fault::Overloaded => ErrorKind::Overloaded,
             Fault::Unavailable => ErrorKind::Unavailable,
@@ -140,9 +148,12 @@ mod tests {
         let cases = [
             (Fault::InvalidRequest, DialectKind::OpenAi, 400),
             (Fault::Unauthorized, DialectKind::Anthropic, 401),
+            (Fault::Forbidden, DialectKind::Plain, 403),
             (Fault::NotFound, DialectKind::Plain, 404),
             (Fault::MethodNotAllowed, DialectKind::OpenAi, 405),
             (Fault::PayloadTooLarge, DialectKind::Anthropic, 413),
+            (Fault::RequestTimeout, DialectKind::OpenAi, 408),
+            (Fault::RequestTimeout, DialectKind::Anthropic, 408),
             (Fault::Overloaded, DialectKind::OpenAi, 429),
             (Fault::Overloaded, DialectKind::Anthropic, 529),
             (Fault::Internal, DialectKind::OpenAi, 500),

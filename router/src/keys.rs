@@ -17,6 +17,16 @@ pub const KEY_PREFIX: &str = "rtr_";
 const ID_LEN: usize = 12;
 const SECRET_LEN: usize = 43;
 
+/// What a key may do. Admin keys manage the cluster (`/api/admin/...`) and nothing else; API
+/// keys call the model and tools APIs and never the admin API.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    #[default]
+    Api,
+    Admin,
+}
+
 /// One stored API key: what the router keeps about it (never the key itself).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredKey {
@@ -26,6 +36,9 @@ pub struct StoredKey {
     /// Argon2id PHC string of the whole key.
     pub hash: String,
     pub created_at: u64,
+    /// Keys written before scopes existed are API keys.
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// A freshly generated key and what to store about it.
@@ -48,7 +61,7 @@ pub fn key_id(key: &str) -> Option<&str> {
 }
 
 /// Draws a new key named `name`.
-pub fn generate(name: &str) -> anyhow::Result<NewKey> {
+pub fn generate(name: &str, scope: Scope) -> anyhow::Result<NewKey> {
     let mut id = [0u8; 9];
     let mut secret = [0u8; 32];
     let mut rng = rand::rng();
@@ -69,6 +82,7 @@ pub fn generate(name: &str) -> anyhow::Result<NewKey> {
             name: name.to_string(),
             hash,
             created_at,
+            scope,
         },
     })
 }
@@ -99,7 +113,7 @@ mod tests {
 
     #[test]
     fn generated_keys_parse_and_verify() {
-        let NewKey { key, stored } = generate("test").expect("generate");
+        let NewKey { key, stored } = generate("test", Scope::Api).expect("generate");
         assert_eq!(key.len(), KEY_PREFIX.len() + ID_LEN + SECRET_LEN);
         assert_eq!(key_id(&key), Some(stored.id.as_str()));
         assert!(stored.hash.starts_with("$argon2id$v=19$"));

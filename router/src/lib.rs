@@ -12,8 +12,10 @@
 //! - [`forward`]: candidates, admission, the transport to workers, retries;
 //! - [`registry`] and [`routing`]: the workers gossip reports, and which one gets a request.
 //!
-//! [`error`], [`keys`], [`store`], [`response_key`] and [`ids`] are leaves used from several
-//! layers.
+//! Beside the request path: [`server`] (a router's life), [`membership`] (gossip state checked
+//! against the cluster's certificates), [`enroll`] (issuing workers' certificates), [`records`]
+//! (join tokens and revocations replicated between routers), [`client`] (the CLI's admin calls).
+//! [`error`], [`limits`], [`keys`], [`store`], [`files`], [`ids`] and [`metrics`] are leaves used from several layers.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -22,14 +24,20 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod dialect;
+pub mod enroll;
 pub mod error;
+pub mod files;
 pub mod forward;
 pub mod generation;
 pub mod ids;
 pub mod keys;
+pub mod limits;
+pub mod membership;
+pub mod metrics;
+pub mod records;
 pub mod registry;
-pub mod response_key;
 pub mod routing;
 pub mod server;
 pub mod store;

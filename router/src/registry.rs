@@ -29,9 +29,12 @@ pub struct WorkerView {
 }
 
 impl WorkerView {
-    /// Load used for routing: this router's in-flight requests plus what the worker last gossiped.
+    /// Load used for routing: this router's in-flight requests plus what the worker last gossiped
+    /// (saturating: the gossiped figure is whatever the worker wrote).
     pub fn load(&self) -> u32 {
-        self.advert.load + self.local.load(Ordering::Relaxed)
+        self.advert
+            .load
+            .saturating_add(self.local.load(Ordering::Relaxed))
     }
 
     /// Load relative to capacity.
@@ -271,6 +274,18 @@ mod tests {
             1,
             "a restarted worker routes again"
         );
+    }
+
+    #[test]
+    fn an_absurd_gossiped_load_does_not_overflow() {
+        let registry = Registry::new();
+        let mut huge = advert("w1", 1, "m", Readiness::Ready);
+        huge.load = u32::MAX;
+        registry.update(vec![huge]);
+        let worker = registry.routable()[0].clone();
+        let _guard = registry.enter(&worker);
+        assert_eq!(worker.load(), u32::MAX);
+        assert!(!worker.has_room());
     }
 
     #[test]

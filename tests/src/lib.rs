@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fake_worker;
 pub mod http_fixture;
 pub mod load;
 pub mod openapi;
@@ -133,6 +134,16 @@ impl Node {
         }
     }
 
+    /// The process's peak resident memory (`VmHWM`) in KiB, from `/proc`.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -155,6 +166,9 @@ impl Drop for Node {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub api_key: String,
+    /// For the admin API (`auxot-router tokens|workers ...`).
+    pub admin_key: String,
+    /// The token workers join with (written to a file per worker, never on a command line).
     pub join_token: String,
     pub routers: Vec<Node>,
     pub workers: Vec<Node>,
@@ -238,6 +252,7 @@ impl Cluster {
         let out: Value = serde_json::from_slice(&output.stdout).expect("setup --json output");
         Cluster {
             api_key: out["api_key"].as_str().expect("api_key").to_string(),
+            admin_key: out["admin_key"].as_str().expect("admin_key").to_string(),
             join_token: out["join_token"].as_str().expect("join_token").to_string(),
             dir,
             routers: Vec::new(),
@@ -261,12 +276,73 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// Writes the current join token to a private file for worker `name`, as an operator would.
+    pub fn token_file(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.token"));
+        std::fs::write(&path, &self.join_token).expect("token file");
+        path
+    }
+
+    /// What the routers hold: the CA, the gossip key, the records.
+    pub fn authority(&self) -> auxot_router::store::ClusterData {
+        auxot_router::store::load(&self.data_dir()).expect("the data directory")
+    }
+
+    /// A mesh identity issued by the cluster's CA, as a router would issue it.
+    pub fn identity(
+        &self,
+        node_id: &str,
+        role: auxot_common::pki::Role,
+    ) -> auxot_common::mesh::identity::MeshIdentity {
+        let ca = self.authority().ca;
+        let key = auxot_common::pki::NodeKey::generate().expect("key");
+        let issued = ca
+            .issue_for_key(
+                &key.public_key_raw(),
+                node_id,
+                role,
+                Duration::from_secs(3600),
+            )
+            .expect("issue");
+        auxot_common::mesh::identity::MeshIdentity::new(key, issued.chain, ca.root_der().clone())
+            .expect("identity")
+    }
+
+    /// What a router believes of a gossip snapshot: members whose certificates and signed
+    /// adverts check out against this cluster's root.
+    pub fn verified(
+        &self,
+        nodes: &std::collections::BTreeMap<chitchat::ChitchatId, chitchat::NodeState>,
+    ) -> auxot_router::membership::View {
+        let root = self.authority().ca.root_der().clone();
+        let records = std::sync::Arc::new(auxot_router::records::RecordStore::new(None));
+        auxot_router::membership::Membership::new(root, records).view(nodes)
+    }
+
+    /// Runs `auxot-router ARGS` against router `index`'s admin API with the admin key; its
+    /// stdout, or a panic with stderr.
+    pub fn admin(&self, index: usize, args: &[&str]) -> String {
+        let output = Command::new(bin("auxot-router"))
+            .args(args)
+            .args(["--router", &self.router_url(index)])
+            .env("AUXOT_ADMIN_KEY", &self.admin_key)
+            .output()
+            .expect("run auxot-router");
+        assert!(
+            output.status.success(),
+            "auxot-router {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     fn spawn(
         &self,
         name: &str,
         program: &str,
         args: &[String],
         prefix: &[String],
+        env: &[(&str, &str)],
     ) -> (Child, PathBuf) {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -283,6 +359,7 @@ impl Cluster {
             .args(args)
             .env("AUXOT_LOG", "info")
             .env("HF_HOME", self.dir.path().join("hf-home"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -296,12 +373,32 @@ impl Cluster {
         self.start_router_at(&Placement::default(), seeds, extra)
     }
 
+    /// Starts a router with `AUXOT_*` variables in its environment; returns its index.
+    pub fn start_router_with_env(
+        &mut self,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
+        self.start_router_full(&Placement::default(), seeds, extra, env)
+    }
+
     /// Starts a router where `placement` says; returns its index.
     pub fn start_router_at(
         &mut self,
         placement: &Placement,
         seeds: &[SocketAddr],
         extra: &[&str],
+    ) -> usize {
+        self.start_router_full(placement, seeds, extra, &[])
+    }
+
+    fn start_router_full(
+        &mut self,
+        placement: &Placement,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> usize {
         let name = format!("router{}", self.routers.len());
         let http = free_tcp_port();
@@ -326,7 +423,7 @@ impl Cluster {
             args.push(seed.to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, log) = self.spawn(&name, "auxot-router", &args, &placement.prefix);
+        let (child, log) = self.spawn(&name, "auxot-router", &args, &placement.prefix, env);
         self.routers.push(Node {
             name,
             child: Some(child),
@@ -360,8 +457,8 @@ impl Cluster {
         let mut args: Vec<String> = vec![
             "join".into(),
             seed.to_string(),
-            "--token".into(),
-            self.join_token.clone(),
+            "--token-file".into(),
+            self.token_file(&name).display().to_string(),
             "--gossip-addr".into(),
             SocketAddr::new(placement.bind, gossip_port).to_string(),
             "--quic-addr".into(),
@@ -382,7 +479,7 @@ impl Cluster {
             ]);
         }
         args.extend(options.args.iter().cloned());
-        let (child, log) = self.spawn(&name, "auxot-worker", &args, &placement.prefix);
+        let (child, log) = self.spawn(&name, "auxot-worker", &args, &placement.prefix, &[]);
         self.workers.push(Node {
             name,
             child: Some(child),
@@ -410,7 +507,8 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         while Instant::now() < deadline {
-            if let Ok(response) = client.get(&url).send().await {
+            // With the key, `/health` details the workers; without it, only counts.
+            if let Ok(response) = client.get(&url).bearer_auth(&self.api_key).send().await {
                 if let Ok(body) = response.json::<Value>().await {
                     if ready(&body) {
                         return body;

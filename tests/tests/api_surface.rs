@@ -289,4 +289,60 @@ async fn completions_responses_embeddings_reasoning_and_mcp() {
         .await
         .expect("post");
     assert_eq!(anonymous.status(), 401);
+
+    // The new routes are API routes: an admin key is refused, as on chat.
+    for path in [
+        "/api/openai/completions",
+        "/api/openai/responses",
+        "/api/openai/embeddings",
+        "/mcp",
+    ] {
+        let response = client
+            .post(format!("{}{path}", cluster.router_url(0)))
+            .bearer_auth(&cluster.admin_key)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 403, "{path}");
+    }
+
+    // MCP runs tools: batches are capped, and bodies get the Tools API's limit (1 MiB).
+    let batch: Vec<Value> = (0..17)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "ping"}))
+        .collect();
+    let (status, body) = post(&cluster, 0, "/mcp", Value::Array(batch)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "batch: 17 messages in one batch exceed the limit of 16"
+    );
+    let big = "x".repeat(1024 * 1024 + 1);
+    let (status, _) = post(
+        &cluster,
+        0,
+        "/mcp",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"x": big}}}),
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    // Each route is counted under its own name, with the model that served it.
+    let metrics = client
+        .get(format!("{}/metrics", cluster.router_url(0)))
+        .bearer_auth(&cluster.api_key)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"auxot_router_requests_total{model="synthetic",route="openai_completions",status="200"}"#,
+        r#"auxot_router_requests_total{model="synthetic",route="openai_responses",status="200"}"#,
+        r#"auxot_router_requests_total{model="synthetic",route="openai_embeddings",status="400"}"#,
+        r#"route="mcp",status="202"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
 }

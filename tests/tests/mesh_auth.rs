@@ -1,14 +1,15 @@
-//! Only holders of the cluster secret take part: a stranger can neither join the gossip nor open
-//! QUIC streams, and a node with the secret can do both.
+//! Who takes part: a stranger without the gossip key cannot join the gossip; a member that holds
+//! the gossip key but no certificate cannot add state a router believes; a worker of another
+//! cluster cannot enroll; QUIC streams to a worker need a router certificate of this cluster.
 
 use std::time::Duration;
 
 use auxot_common::chat::{ChatRequest, Message, Role};
-use auxot_common::mesh::gossip::{Gossip, GossipConfig};
+use auxot_common::mesh::gossip::{Gossip, GossipConfig, GossipKey};
+use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
 use auxot_common::mesh::keys;
 use auxot_common::mesh::quic::QuicEndpoint;
-use auxot_common::mesh::tls::NodeIdentity;
-use auxot_common::secret::ClusterSecret;
+use auxot_common::pki::{never_revoked, Role as NodeRole};
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest};
 use auxot_tests::{bin, free_udp_port, Cluster, WorkerOptions};
 use serde_json::Value;
@@ -24,17 +25,19 @@ fn models_of(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Gossips a fake worker advertising `model` with `secret` through `seed`.
+/// Gossips a fake worker advertising `model` with `key` through `seed`, presenting `cert` (a
+/// chain of another cluster) and an unsigned advert.
 async fn fake_worker(
-    secret: &ClusterSecret,
+    key: &GossipKey,
     seed: std::net::SocketAddr,
     name: &str,
     model: &str,
+    cert: String,
 ) -> Gossip {
     let port = free_udp_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     Gossip::spawn(
-        secret,
+        key,
         GossipConfig {
             node_id: name.into(),
             listen_addr: addr,
@@ -44,10 +47,14 @@ async fn fake_worker(
         },
         vec![
             (keys::ROLE.into(), "worker".into()),
-            (keys::QUIC_ADDR.into(), "127.0.0.1:9".into()),
-            (keys::READINESS.into(), "ready".into()),
-            (keys::CAPACITY.into(), "4".into()),
-            (keys::MODELS.into(), format!("[{{\"id\":\"{model}\"}}]")),
+            (keys::CERT.into(), cert),
+            (
+                keys::ADVERT.into(),
+                format!(
+                    "AAAA.{{\"quic_addr\":\"127.0.0.1:9\",\"readiness\":\"ready\",\"models\":[{{\"id\":\"{model}\"}}],\"device\":{{\"kind\":\"cpu\",\"name\":\"cpu\"}},\"capacity\":4}}"
+                ),
+            ),
+            (keys::LOAD.into(), "AAAA.0".into()),
         ],
     )
     .await
@@ -55,46 +62,60 @@ async fn fake_worker(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gossip_without_the_secret_is_ignored() {
-    let cluster = Cluster::with_router(&[]);
+async fn gossip_state_needs_the_key_and_a_certificate() {
+    let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
-    cluster
-        .wait_health(0, Duration::from_secs(30), |h| h["status"] == "ok")
-        .await;
-    let right = ClusterSecret::from_join_token(&cluster.join_token).expect("token");
-    let wrong = ClusterSecret::generate().expect("rng");
+    cluster.start_worker(
+        seed,
+        WorkerOptions {
+            synthetic: true,
+            name: Some("real".into()),
+            ..Default::default()
+        },
+    );
+    let right = cluster.authority().gossip;
+    let wrong = GossipKey {
+        cluster_id: right.cluster_id.clone(),
+        key: [7; 32],
+    };
+    let foreign = Cluster::setup();
+    let cert = |name: &str| foreign.identity(name, NodeRole::Worker).chain_value();
+    let _intruder = fake_worker(&wrong, seed, "intruder", "intruder-model", cert("intruder")).await;
+    let insider = fake_worker(&right, seed, "insider", "insider-model", cert("insider")).await;
 
-    let _intruder = fake_worker(&wrong, seed, "intruder", "intruder-model").await;
-    let _insider = fake_worker(&right, seed, "insider", "insider-model").await;
-
+    // The real worker shows up: gossip works, so the fakes' absence means they were refused.
+    cluster.wait_workers(0, 1).await;
     let client = reqwest::Client::new();
-    // The insider shows up: gossip works, so the intruder's absence means it was refused.
-    cluster
-        .wait_health(0, Duration::from_secs(15), |h| {
-            h["models"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|x| x == "insider-model"))
-        })
-        .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let body: Value = cluster
-        .get(&client, 0, "/api/openai/models")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    let models = models_of(&body);
-    assert!(models.contains(&"insider-model".to_string()), "{models:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let body: Value = cluster
+            .get(&client, 0, "/api/openai/models")
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        let models = models_of(&body);
+        assert_eq!(
+            models,
+            vec!["synthetic".to_string()],
+            "only the certified worker's model may appear"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The insider did reach the router's gossip (it holds the key): it is refused for lack of
+    // a certificate, not for being unheard.
+    assert!(insider.live_count().await > 1, "the insider never gossiped");
+    let log = cluster.routers[0].log_text();
     assert!(
-        !models.contains(&"intruder-model".to_string()),
-        "a node without the secret injected state: {models:?}"
+        log.contains("insider") && !log.contains("intruder"),
+        "the router hears the insider (and says why it ignores it) but never the intruder: {log}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_with_a_wrong_token_cannot_join() {
+async fn a_worker_with_another_clusters_token_cannot_enroll() {
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
     let other = Cluster::setup();
@@ -118,14 +139,6 @@ async fn a_worker_with_a_wrong_token_cannot_join() {
         },
     );
     let health = cluster.wait_workers(0, 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let health_after = cluster
-        .wait_health(0, Duration::from_secs(5), |_| true)
-        .await;
-    assert_eq!(
-        health_after["workers"], 1,
-        "only the member may join: {health_after}"
-    );
     let workers: Vec<&str> = health["capacity"]
         .as_array()
         .expect("capacity")
@@ -133,20 +146,60 @@ async fn a_worker_with_a_wrong_token_cannot_join() {
         .filter_map(|w| w["worker"].as_str())
         .collect();
     assert_eq!(workers, vec!["member"]);
-    // The refusal is the cluster's doing: the stranger started, is still running and gossiping.
+    // The stranger ran and was turned away at enrollment: its token pins another cluster's
+    // root, so it refuses this router's certificate and exits saying so.
+    let code = cluster.workers[0].wait_exit(Duration::from_secs(30));
     let stranger_log = cluster.workers[0].log_text();
     assert!(
-        cluster.workers[0].is_running(),
-        "the stranger exited, so its absence proves nothing: {stranger_log}"
+        matches!(code, Some(c) if c != 0),
+        "the stranger should exit with an error: {stranger_log}"
     );
     assert!(
-        stranger_log.contains("joined cluster"),
-        "the stranger never started gossiping: {stranger_log}"
+        stranger_log.contains("enrolling with") && stranger_log.contains("router of this cluster"),
+        "the stranger should say why: {stranger_log}"
     );
 }
 
+async fn count_tokens(
+    endpoint: &QuicEndpoint,
+    worker_quic: std::net::SocketAddr,
+) -> Result<WireReply, String> {
+    let conn = endpoint
+        .connect("worker0", worker_quic)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let request = WireRequest::CountTokens(ChatRequest {
+        model: "auto".into(),
+        messages: vec![Message::text(Role::User, "hello there, worker")],
+        ..Default::default()
+    });
+    write_frame(&mut send, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    read_frame::<_, WireReply>(&mut recv)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no reply".to_string())
+}
+
+fn endpoint(identity: &MeshIdentity) -> QuicEndpoint {
+    let policy = TrustPolicy {
+        accept_from: Vec::new(),
+        dial: vec![NodeRole::Worker, NodeRole::Tools],
+        revoked: never_revoked(),
+    };
+    QuicEndpoint::bind(
+        identity,
+        &policy,
+        "127.0.0.1:0".parse().expect("addr"),
+        false,
+    )
+    .expect("endpoint")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quic_requires_a_certificate_from_the_cluster() {
+async fn quic_streams_need_a_router_certificate_of_this_cluster() {
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
     cluster.start_worker(
@@ -159,33 +212,26 @@ async fn quic_requires_a_certificate_from_the_cluster() {
     );
     cluster.wait_workers(0, 1).await;
     let worker_quic = cluster.workers[0].quic.expect("quic addr");
-    let request = WireRequest::CountTokens(ChatRequest {
-        model: "auto".into(),
-        messages: vec![Message::text(Role::User, "hello there, worker")],
-        ..Default::default()
-    });
 
-    let stranger = NodeIdentity::issue(&ClusterSecret::generate().expect("rng"), "stranger")
-        .expect("identity");
-    let endpoint = QuicEndpoint::bind(&stranger, "127.0.0.1:0".parse().expect("addr"), false)
-        .expect("endpoint");
-    let refused = endpoint.connect("worker0", worker_quic).await;
+    let other = Cluster::setup();
+    let stranger = endpoint(&other.identity("stranger", NodeRole::Router));
     assert!(
-        refused.is_err(),
-        "a node without the secret completed a QUIC handshake"
+        count_tokens(&stranger, worker_quic).await.is_err(),
+        "a router of another cluster completed a QUIC exchange"
     );
 
-    let secret = ClusterSecret::from_join_token(&cluster.join_token).expect("token");
-    let member = NodeIdentity::issue(&secret, "member").expect("identity");
-    let endpoint =
-        QuicEndpoint::bind(&member, "127.0.0.1:0".parse().expect("addr"), false).expect("endpoint");
-    let conn = endpoint
-        .connect("worker0", worker_quic)
+    // What a compromised worker host holds: a certificate of this cluster, role worker.
+    let fellow_worker = endpoint(&cluster.identity("worker9", NodeRole::Worker));
+    let refused = count_tokens(&fellow_worker, worker_quic).await;
+    assert!(
+        refused.is_err(),
+        "a worker certificate opened a stream to another worker: {refused:?}"
+    );
+
+    let router = endpoint(&cluster.identity("router9", NodeRole::Router));
+    let reply = count_tokens(&router, worker_quic)
         .await
-        .expect("a member connects");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    write_frame(&mut send, &request).await.expect("write");
-    let reply: WireReply = read_frame(&mut recv).await.expect("read").expect("reply");
+        .expect("a router certificate of the cluster is served");
     assert!(
         matches!(reply, WireReply::TokenCount { tokens } if tokens > 0),
         "{reply:?}"
@@ -201,21 +247,20 @@ fn a_worker_without_a_valid_token_refuses_to_start() {
         .expect("run worker");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--token"));
-    let malformed = std::process::Command::new(bin("auxot-worker"))
-        .args([
-            "join",
-            "127.0.0.1:1",
-            "--engine",
-            "synthetic",
-            "--token",
-            "not-a-token",
-        ])
-        .output()
-        .expect("run worker");
-    assert!(!malformed.status.success());
-    let stderr = String::from_utf8_lossy(&malformed.stderr);
-    assert!(
-        stderr.contains("jtk_"),
-        "the error should say what a token looks like: {stderr}"
-    );
+    for (token, expected) in [
+        ("not-a-token", "jtk2."),
+        ("jtk_AAAAAAAA", "auxot-router migrate"),
+    ] {
+        let malformed = std::process::Command::new(bin("auxot-worker"))
+            .args(["join", "127.0.0.1:1", "--engine", "synthetic"])
+            .env("AUXOT_TOKEN", token)
+            .output()
+            .expect("run worker");
+        assert!(!malformed.status.success());
+        let stderr = String::from_utf8_lossy(&malformed.stderr);
+        assert!(
+            stderr.contains(expected),
+            "the error should say what a token looks like or how to migrate: {stderr}"
+        );
+    }
 }

@@ -20,9 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use auxot_common::mesh::gossip::{routers_in, workers_in, Gossip, GossipConfig};
+use auxot_common::mesh::gossip::{Gossip, GossipConfig};
 use auxot_common::mesh::node::Readiness;
-use auxot_common::secret::ClusterSecret;
 use auxot_tests::{free_udp_port, Cluster, Placement, WorkerOptions, MODEL_ID};
 use serde_json::{json, Value};
 
@@ -256,10 +255,10 @@ async fn nodes_in_separate_network_namespaces_form_a_cluster() {
 
     // Each node advertised the address its namespace has, never loopback: a member of the
     // cluster reads the gossip from the root namespace.
-    let secret = ClusterSecret::from_join_token(&cluster.join_token).expect("token");
+    let gossip_key = cluster.authority().gossip;
     let listen = SocketAddr::new(net.bridge_ip(), free_udp_port());
     let observer = Gossip::spawn(
-        &secret,
+        &gossip_key,
         GossipConfig {
             node_id: "observer".into(),
             listen_addr: listen,
@@ -294,14 +293,20 @@ async fn nodes_in_separate_network_namespaces_form_a_cluster() {
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let (workers, routers) = {
-                let nodes = live.borrow_and_update();
-                let mut workers: Vec<(String, SocketAddr)> = workers_in(&nodes)
+                let view = cluster.verified(&live.borrow_and_update());
+                let mut workers: Vec<(String, SocketAddr)> = view
+                    .adverts()
                     .into_iter()
                     .filter(|w| w.readiness == Readiness::Ready)
                     .map(|w| (w.node_id, w.quic_addr))
                     .collect();
                 workers.sort();
-                (workers, routers_in(&nodes))
+                let routers: Vec<(String, Option<String>)> = view
+                    .routers
+                    .into_iter()
+                    .map(|r| (r.node_id, r.http_addr))
+                    .collect();
+                (workers, routers)
             };
             if workers == expected_workers && routers == expected_router {
                 return true;
@@ -312,15 +317,15 @@ async fn nodes_in_separate_network_namespaces_form_a_cluster() {
         }
     })
     .await;
-    let nodes = live.borrow().clone();
+    let view = cluster.verified(&live.borrow().clone());
     assert!(
         seen == Ok(true),
         "gossip should show the workers at {expected_workers:?} and the router at {expected_router:?}; it shows workers {:?}, routers {:?}",
-        workers_in(&nodes)
+        view.adverts()
             .iter()
             .map(|w| (&w.node_id, w.quic_addr, w.readiness))
             .collect::<Vec<_>>(),
-        routers_in(&nodes),
+        view.routers.iter().map(|r| (&r.node_id, &r.http_addr)).collect::<Vec<_>>(),
     );
     println!(
         "across namespaces: router {} (gossip {seed}), workers {expected_workers:?}; model said {text:?}",

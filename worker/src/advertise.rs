@@ -1,20 +1,25 @@
 //! What this worker tells the cluster through gossip.
 //!
 //! One [`WorkerAdvert`] is the single truth of what is published: every change is made to it
-//! under one lock and written with the typed gossip writes (`key_values()`, `set_readiness`,
-//! `set_load`), never with key strings of our own, so a republished advert can never undo a
+//! under one lock and written signed with this worker's key (`signed_key_values()`,
+//! `signed_load()`), never with key strings of our own, so a republished advert can never undo a
 //! newer change (draining turned back into ready by a tools refresh, say). chitchat ignores a
 //! write of an unchanged value, so republishing the whole advert costs nothing on the wire.
-//! Readiness only moves forward: not ready, ready, draining.
+//! Readiness only moves forward: not ready, ready, draining. The certificate chain is published
+//! beside it, so routers can check the signatures.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use auxot_common::mesh::gossip::{Gossip, GossipConfig};
+use std::net::SocketAddr;
+
+use auxot_common::mesh::gossip::{Gossip, GossipConfig, GossipKey};
 use auxot_common::mesh::keys;
-use auxot_common::mesh::node::{DeviceInfo, ModelInfo, Readiness, WorkerAdvert};
-use auxot_common::secret::ClusterSecret;
+use auxot_common::mesh::node::{
+    DeviceInfo, ModelInfo, NodeRole, NodeStateExt, Readiness, WorkerAdvert,
+};
+use auxot_common::pki::NodeKey;
 use auxot_common::tools::ToolInfo;
 use tokio::sync::Mutex;
 
@@ -52,27 +57,36 @@ pub struct Offer {
 /// This worker's gossip membership and the advert it publishes.
 pub struct Advertiser {
     gossip: Gossip,
+    key: Arc<NodeKey>,
     advert: Mutex<WorkerAdvert>,
 }
 
 impl Advertiser {
-    /// Joins the cluster on `socket`, publishing `advert` (and the product version) from the
-    /// first datagram.
+    /// Joins the cluster on `socket`, publishing its certificate `chain`, the product version
+    /// and `advert` signed with `key`.
     pub async fn join(
-        secret: &ClusterSecret,
+        gossip_key: &GossipKey,
         config: GossipConfig,
         socket: std::net::UdpSocket,
-        advert: WorkerAdvert,
+        mut advert: WorkerAdvert,
+        key: Arc<NodeKey>,
+        chain: String,
     ) -> anyhow::Result<Self> {
-        let mut initial: Vec<(String, String)> = advert
-            .key_values()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
-        initial.push((keys::VERSION.to_string(), auxot_common::VERSION.to_string()));
-        let gossip = Gossip::spawn_on(secret, config, Some(socket), initial).await?;
+        let initial = vec![
+            (
+                keys::ROLE.to_string(),
+                NodeRole::Worker.as_str().to_string(),
+            ),
+            (keys::VERSION.to_string(), auxot_common::VERSION.to_string()),
+            (keys::CERT.to_string(), chain),
+        ];
+        let gossip = Gossip::spawn_on(gossip_key, config, Some(socket), initial).await?;
+        // Signatures bind values to this incarnation, known once chitchat has started.
+        advert.generation = gossip.generation();
+        gossip.set_many(&advert.signed_key_values(&key)).await;
         Ok(Advertiser {
             gossip,
+            key,
             advert: Mutex::new(advert),
         })
     }
@@ -89,7 +103,9 @@ impl Advertiser {
         advert.capacity = offer.capacity;
         advert.tools = offer.tools;
         advert.readiness = Readiness::Ready;
-        self.gossip.set_many(&advert.key_values()).await;
+        self.gossip
+            .set_many(&advert.signed_key_values(&self.key))
+            .await;
         true
     }
 
@@ -97,19 +113,40 @@ impl Advertiser {
     pub async fn draining(&self) {
         let mut advert = self.advert.lock().await;
         advert.readiness = Readiness::Draining;
-        self.gossip.set_readiness(Readiness::Draining).await;
+        self.gossip
+            .set_many(&advert.signed_key_values(&self.key))
+            .await;
     }
 
     async fn set_load(&self, load: u32) {
         let mut advert = self.advert.lock().await;
         advert.load = load;
-        self.gossip.set_load(load).await;
+        let (key, value) = advert.signed_load(&self.key);
+        self.gossip.set(key, value).await;
     }
 
     async fn set_tools(&self, tools: Vec<ToolInfo>) {
         let mut advert = self.advert.lock().await;
         advert.tools = tools;
-        self.gossip.set_many(&advert.key_values()).await;
+        self.gossip
+            .set_many(&advert.signed_key_values(&self.key))
+            .await;
+    }
+
+    /// Publishes a renewed certificate chain.
+    pub async fn set_chain(&self, chain: String) {
+        self.gossip.set(keys::CERT, chain).await;
+    }
+
+    /// The gossip addresses of the routers in the cluster: where renewals go (TCP, same port).
+    pub async fn routers(&self) -> Vec<SocketAddr> {
+        let nodes = self.gossip.live_nodes().await;
+        let nodes = nodes.borrow();
+        nodes
+            .iter()
+            .filter(|(_, state)| state.role() == Some(NodeRole::Router))
+            .map(|(id, _)| id.gossip_advertise_addr)
+            .collect()
     }
 
     /// Stops gossiping; the others declare this node dead once its heartbeats stop.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
@@ -27,6 +28,16 @@ use crate::config::{
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "AUXOT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,7 +48,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// Gossip address (host:port) of any node already in the cluster; repeat for more seeds.
+    /// Gossip address (host:port) of a router; the worker enrolls there (TCP, same port) and
+    /// joins the gossip through it. Repeat (or separate with commas) for more routers.
     #[arg(
         required = true,
         value_name = "SEED",
@@ -46,8 +58,8 @@ pub struct JoinArgs {
     )]
     pub seeds: Vec<String>,
 
-    /// Join token printed by `auxot-router setup` (it carries the cluster secret: prefer
-    /// --token-file or AUXOT_TOKEN over the command line, which other users can read).
+    /// Join token printed by `auxot-router setup` or `tokens create`. Prefer --token-file or
+    /// AUXOT_TOKEN: the command line is visible to other users in `ps`.
     #[arg(
         long,
         env = "AUXOT_TOKEN",
@@ -127,6 +139,10 @@ pub struct JoinArgs {
     #[arg(long, env = "AUXOT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
+    /// Private TCP address serving /metrics and /health (200 once ready); off unless set.
+    #[arg(long, env = "AUXOT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Node id, unique in the cluster (default: worker-<hostname>-<quic port>).
     #[arg(long, env = "AUXOT_NODE_NAME")]
     pub name: Option<String>,
@@ -134,6 +150,15 @@ pub struct JoinArgs {
     /// Seconds to let in-flight requests finish after SIGTERM before leaving anyway.
     #[arg(long, default_value_t = 60, env = "AUXOT_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: u64,
+
+    /// Directory keeping this worker's key between runs, so a restarted worker gets its node id
+    /// back at once (default: a new key each start).
+    #[arg(long, env = "AUXOT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Seconds to keep trying to enroll before giving up.
+    #[arg(long, default_value_t = crate::config::DEFAULT_ENROLL_TIMEOUT_SECS, env = "AUXOT_ENROLL_TIMEOUT_SECS")]
+    pub enroll_timeout_secs: u64,
 }
 
 impl JoinArgs {
@@ -147,9 +172,9 @@ impl JoinArgs {
         }
     }
 
-    /// Binds --quic-addr and --gossip-addr.
+    /// Binds --quic-addr, --gossip-addr and --metrics-addr.
     pub fn bind(&self) -> anyhow::Result<Listeners> {
-        Listeners::bind(self.quic_addr, self.gossip_addr)
+        Listeners::bind(self.quic_addr, self.gossip_addr)?.with_metrics(self.metrics_addr)
     }
 
     /// How long a stop signal lets in-flight requests finish.
@@ -177,6 +202,8 @@ impl JoinArgs {
             tools: self.tools,
             advertise_host: self.advertise_host,
             node_name: self.name,
+            state_dir: self.state_dir,
+            enroll_timeout: Duration::from_secs(self.enroll_timeout_secs),
         }
     }
 }

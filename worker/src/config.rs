@@ -18,6 +18,8 @@ pub const DEFAULT_GPU_MEMORY_UTILIZATION: f32 = 0.85;
 pub const DEFAULT_SYNTHETIC_TTFT_MS: u64 = 50;
 /// Default synthetic pace.
 pub const DEFAULT_SYNTHETIC_TOKENS_PER_SEC: f64 = 100.0;
+/// Default time to keep trying to enroll, in seconds.
+pub const DEFAULT_ENROLL_TIMEOUT_SECS: u64 = 120;
 /// Default synthetic answer length.
 pub const DEFAULT_SYNTHETIC_TOKENS: u32 = 16;
 
@@ -60,7 +62,8 @@ impl ReasoningSetting {
 pub struct WorkerConfig {
     /// Gossip addresses (`host:port`) of nodes already in the cluster.
     pub seeds: Vec<String>,
-    /// The join token printed by `auxot-router setup`: it carries the cluster secret.
+    /// The join token printed by `auxot-router setup` or `tokens create`: it lets the worker
+    /// ask a router for a certificate.
     pub join_token: String,
     /// A `.gguf` file, a model directory, or a Hugging Face id; `None` on a tools-only worker.
     pub model: Option<String>,
@@ -93,6 +96,11 @@ pub struct WorkerConfig {
     pub advertise_host: Option<String>,
     /// Node id, unique in the cluster (default: `worker-<hostname>-<quic port>`).
     pub node_name: Option<String>,
+    /// Where the worker keeps its key between runs (`None`: a new key each start).
+    pub state_dir: Option<PathBuf>,
+    /// How long to keep trying to enroll (routers not up yet, the node id still held by this
+    /// worker's previous incarnation).
+    pub enroll_timeout: Duration,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -116,6 +124,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("tools", &self.tools)
             .field("advertise_host", &self.advertise_host)
             .field("node_name", &self.node_name)
+            .field("state_dir", &self.state_dir)
+            .field("enroll_timeout", &self.enroll_timeout)
             .finish()
     }
 }
@@ -142,6 +152,8 @@ impl WorkerConfig {
             tools: None,
             advertise_host: None,
             node_name: None,
+            state_dir: None,
+            enroll_timeout: Duration::from_secs(DEFAULT_ENROLL_TIMEOUT_SECS),
         }
     }
 
@@ -183,6 +195,8 @@ pub struct Listeners {
     pub quic: UdpSocket,
     /// Gossip.
     pub gossip: UdpSocket,
+    /// The operators' `/metrics` and `/health` (`--metrics-addr`), when asked for.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -197,7 +211,19 @@ impl Listeners {
         Ok(Listeners {
             quic: quic_socket,
             gossip: gossip_socket,
+            metrics: None,
         })
+    }
+
+    /// Also binds the operators' metrics address, when there is one.
+    pub fn with_metrics(mut self, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+        if let Some(addr) = metrics {
+            self.metrics = Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            );
+        }
+        Ok(self)
     }
 
     /// Both sockets on free loopback ports, for tests.

@@ -11,19 +11,23 @@
 //! [`cli`] (flags) → `node` (a worker's life: start, ready, drain) → `advertise` (gossip),
 //! `server` (QUIC streams) and `loading` (engine and tools from the configuration) → `engine`
 //! (mistral.rs, synthetic) and `tools`. `config` (what a worker is given) sits under `cli`,
-//! `node` and `loading`.
+//! `node` and `loading`; `metrics` (one registry per worker) under `server` and `loading`, and
+//! `admin` (the operators' `/metrics` and `/health` port) over `server`.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)
 )]
 
+mod admin;
 mod advertise;
 pub mod cli;
 mod config;
 mod device;
 mod engine;
+mod enrollment;
 mod loading;
+mod metrics;
 mod node;
 mod server;
 mod tools;

@@ -1,6 +1,6 @@
 //! `auxot-worker`: the command line over the `auxot_worker` library. It reads the flags and the
-//! join token, binds the sockets, starts the worker, and on SIGTERM or Ctrl-C drains it; a
-//! second signal stops at once.
+//! join token, hides the token from other processes, binds the sockets, starts the worker, and
+//! on SIGTERM or Ctrl-C drains it; a second signal stops at once.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -10,26 +10,52 @@ use auxot_worker::cli::{Cli, Command, JoinArgs};
 use clap::Parser as _;
 use tracing::{info, warn};
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    auxot_common::logging::init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Join(args) => join(args).await,
+    auxot_common::logging::init(cli.log_format);
+    let Command::Join(args) = cli.command;
+    let token = match args.join_token() {
+        Ok(token) => token,
+        Err(err) => return fail(&err),
     };
-    match result {
+    protect_secrets(&token);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err.into()),
+    };
+    match runtime.block_on(join(args, token)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("auxot-worker: {err:#}");
-            ExitCode::FAILURE
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    tracing::error!("{err:#}");
+    eprintln!("auxot-worker: {err:#}");
+    ExitCode::FAILURE
+}
+
+/// Keeps the join token away from other processes of the same user, tools this worker runs
+/// among them: out of the environment children inherit, and (on Linux) the process is made
+/// non-dumpable, which makes `/proc/<pid>/environ` and `/proc/<pid>/mem` readable by root only
+/// and disables core dumps. Runs before the async runtime starts any thread.
+fn protect_secrets(token: &str) {
+    let from_env = std::env::var("AUXOT_TOKEN").is_ok_and(|t| t == token);
+    std::env::remove_var("AUXOT_TOKEN");
+    if !from_env && std::env::var_os("AUXOT_TOKEN_FILE").is_none() && !token.is_empty() {
+        let on_command_line = std::env::args().any(|a| a.contains(token.trim()));
+        if on_command_line {
+            warn!("the join token was given on the command line, where other users can read it (ps); use --token-file or AUXOT_TOKEN");
         }
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        warn!(%err, "could not make the process non-dumpable");
     }
 }
 
 /// Runs the worker until it is stopped.
-async fn join(args: JoinArgs) -> anyhow::Result<()> {
-    let token = args.join_token()?;
+async fn join(args: JoinArgs, token: String) -> anyhow::Result<()> {
     let listeners = args.bind()?;
     let drain_timeout = args.drain_timeout();
     let worker = auxot_worker::start(args.into_config(token), listeners).await?;

@@ -12,19 +12,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use auxot_common::join_token::JoinToken;
 use auxot_common::mesh::addr;
 use auxot_common::mesh::gossip::{GossipConfig, DEFAULT_GOSSIP_INTERVAL};
+use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
 use auxot_common::mesh::node::{DeviceInfo, Readiness, WorkerAdvert};
 use auxot_common::mesh::quic::QuicEndpoint;
-use auxot_common::mesh::tls::NodeIdentity;
-use auxot_common::secret::ClusterSecret;
+use auxot_common::pki::{never_revoked, Role};
 use auxot_common::tools::ToolInfo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin;
 use crate::advertise::{self, Advertiser, Offer};
 use crate::config::{Listeners, WorkerConfig};
+use crate::enrollment::{self, Renewal};
 use crate::loading;
 use crate::server::{self, WorkerState};
 
@@ -52,14 +55,18 @@ pub struct WorkerHandle {
     background: JoinHandle<()>,
     /// Accepts QUIC connections.
     server: JoinHandle<()>,
+    /// Renews the certificate before it expires.
+    renewal: JoinHandle<()>,
+    /// Where `/metrics` and `/health` are served, if anywhere, and the task serving them.
+    metrics_addr: Option<SocketAddr>,
+    admin: Option<JoinHandle<()>>,
 }
 
 /// Starts a worker on `listeners`: checks the configuration, loads the tools, joins the cluster
 /// as not ready and starts accepting routers' connections. The engine loads in the background;
 /// await [`WorkerHandle::ready`] for the outcome.
 pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result<WorkerHandle> {
-    let secret =
-        ClusterSecret::from_join_token(&config.join_token).context("invalid join token")?;
+    let token = JoinToken::parse(&config.join_token).context("invalid join token")?;
     config.check()?;
     let tools = loading::load_tools(&config).await?;
     let tools_advert = match &tools {
@@ -75,8 +82,26 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
             addr::sanitize_node_id(&format!("worker-{}-{}", addr::hostname(), quic_addr.port()))
         }
     };
-    let identity = NodeIdentity::issue(&secret, &node_id)?;
-    let endpoint = QuicEndpoint::on_socket(&identity, listeners.quic, true)?;
+    let key = enrollment::node_key(config.state_dir.as_deref())?;
+    let enrolled =
+        enrollment::join(&config.seeds, &token, &key, &node_id, config.enroll_timeout).await?;
+    // The token's only use was to enroll: renewals use the certificate.
+    drop(token);
+    let gossip_key = enrolled.gossip.clone();
+    let key = Arc::new(key);
+    let identity = MeshIdentity::new(
+        auxot_common::pki::NodeKey::from_pkcs8_der(key.pkcs8_der().secret_pkcs8_der())?,
+        enrolled.chain,
+        enrolled.root,
+    )?;
+    // Only routers may open streams here: another worker's certificate cannot ask this one to
+    // generate or run tools.
+    let policy = TrustPolicy {
+        accept_from: vec![Role::Router],
+        dial: Vec::new(),
+        revoked: never_revoked(),
+    };
+    let endpoint = QuicEndpoint::on_socket(&identity, &policy, listeners.quic, true)?;
     let advertise_host = config.advertise_host.as_deref();
     let quic_advertise = addr::advertise_addr(quic_addr, advertise_host, quic_addr.port())
         .context("the QUIC address")?;
@@ -102,14 +127,32 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
         seeds: config.seeds.clone(),
         interval: DEFAULT_GOSSIP_INTERVAL,
     };
-    let advertiser = Advertiser::join(&secret, gossip_config, listeners.gossip, advert)
-        .await
-        .context("joining the gossip cluster")?;
+    let advertiser = Advertiser::join(
+        &gossip_key,
+        gossip_config,
+        listeners.gossip,
+        advert,
+        key.clone(),
+        identity.chain_value(),
+    )
+    .await
+    .context("joining the gossip cluster")?;
     let advertiser = Arc::new(advertiser);
-    info!(node = %node_id, gossip = %gossip_advertise, quic = %quic_advertise, cluster = %secret.cluster_id(), "joined cluster, loading");
+    info!(node = %node_id, role = identity.role().as_str(), gossip = %gossip_advertise, quic = %quic_advertise, cluster = %gossip_key.cluster_id, "joined cluster, loading");
+    let renewal = tokio::spawn(enrollment::renew_forever(
+        Renewal {
+            key,
+            root: auxot_common::pki::Fingerprint::of(identity.root()),
+            endpoint: endpoint.clone(),
+            policy,
+            advertiser: advertiser.clone(),
+        },
+        identity,
+    ));
 
     let state = Arc::new(WorkerState::new(node_id.clone(), tools));
     let server = tokio::spawn(server::serve(endpoint.clone(), state.clone()));
+    let (metrics_addr, admin) = admin::start(listeners.metrics, &state)?;
     let (phase_tx, phase) = watch::channel(Phase::Loading);
     let background = tokio::spawn(bring_up(
         config,
@@ -128,6 +171,9 @@ pub async fn start(config: WorkerConfig, listeners: Listeners) -> anyhow::Result
         phase,
         background,
         server,
+        renewal,
+        metrics_addr,
+        admin,
     })
 }
 
@@ -139,9 +185,10 @@ async fn bring_up(
     tools: Vec<ToolInfo>,
     phase: watch::Sender<Phase>,
 ) {
-    let engine = match loading::load_engine(&config).await {
+    let engine = match loading::load_engine(&config, &state.metrics).await {
         Ok(engine) => engine,
         Err(err) => {
+            state.mark_failed();
             warn!("loading failed: {err:#}");
             phase.send_replace(Phase::Failed(format!("{err:#}")));
             return;
@@ -178,6 +225,11 @@ impl WorkerHandle {
     /// The address the gossip socket is bound to (what other nodes give as a seed).
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
+    }
+
+    /// Where `/metrics` and `/health` are served (`--metrics-addr`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Requests being served now.
@@ -224,6 +276,7 @@ impl WorkerHandle {
             );
         }
         self.background.abort();
+        self.renewal.abort();
         if was_ready {
             // Let the draining state reach every router before this node goes silent.
             tokio::time::sleep(DEFAULT_GOSSIP_INTERVAL * 2).await;
@@ -232,6 +285,9 @@ impl WorkerHandle {
         self.endpoint.close();
         self.endpoint.inner().wait_idle().await;
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
     }
 }
 
@@ -240,7 +296,11 @@ impl Drop for WorkerHandle {
     /// draining: routers see its connections close and its gossip fall silent.
     fn drop(&mut self) {
         self.background.abort();
+        self.renewal.abort();
         self.server.abort();
+        if let Some(admin) = &self.admin {
+            admin.abort();
+        }
         self.advertiser.leave();
         self.endpoint.close();
     }

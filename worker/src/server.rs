@@ -11,17 +11,20 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use auxot_common::chat::{ChatEvent, ChatRequest, AUTO_MODEL};
+use auxot_common::chat::{ChatEvent, ChatRequest, Usage, AUTO_MODEL};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::quic::QuicEndpoint;
+use auxot_common::tools::ToolCallResult;
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument as _};
 
 use crate::engine::convert::image_by_url;
 use crate::engine::Engine;
+use crate::metrics::{self, Metrics, Phase};
 use crate::tools::ToolRunner;
 
 /// What every stream handler shares.
@@ -38,6 +41,10 @@ pub struct WorkerState {
     draining: AtomicBool,
     /// Woken whenever a request ends, for the drain wait.
     idle: Notify,
+    /// Set when loading failed.
+    failed: AtomicBool,
+    /// This worker's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl WorkerState {
@@ -49,7 +56,40 @@ impl WorkerState {
             in_flight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
+            failed: AtomicBool::new(false),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Loading the engine failed: the worker will never be ready.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Where the worker is in its life.
+    pub fn phase(&self) -> Phase {
+        if self.draining.load(Ordering::SeqCst) {
+            Phase::Draining
+        } else if self.engine.get().is_some() {
+            Phase::Ready
+        } else if self.failed.load(Ordering::SeqCst) {
+            Phase::Failed
+        } else {
+            Phase::Loading
+        }
+    }
+
+    /// The metrics' text exposition, with the current figures.
+    pub fn render_metrics(&self) -> String {
+        let capacity = match self.engine.get() {
+            Some(Some(engine)) => engine.capacity(),
+            _ => 0,
+        };
+        self.metrics.render(&metrics::WorkerView {
+            phase: self.phase(),
+            in_flight: self.in_flight(),
+            capacity,
+        })
     }
 
     /// Hands over the loaded engine (`None`: this worker serves no model). Only the first call
@@ -120,6 +160,16 @@ async fn reply_error(send: &mut SendStream, error: RemoteError) {
     let _ = send.finish();
 }
 
+/// The operation's name in logs and metrics.
+fn op_name(request: &WireRequest) -> &'static str {
+    match request {
+        WireRequest::Chat(_) => "chat",
+        WireRequest::CountTokens(_) => "count_tokens",
+        WireRequest::ExecuteTool(_) => "execute_tool",
+        WireRequest::Embed(_) => "embed",
+    }
+}
+
 async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: RecvStream) {
     let request = match read_frame::<_, WireRequest>(&mut recv).await {
         Ok(Some(request)) => request,
@@ -134,11 +184,24 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
             return;
         }
     };
+    // Every line this request causes carries the router's request id.
+    let request_id = match &request {
+        WireRequest::Chat(r) | WireRequest::CountTokens(r) => r.request_id.clone(),
+        WireRequest::ExecuteTool(call) => call.request_id.clone(),
+        WireRequest::Embed(r) => r.request_id.clone(),
+    };
+    let span = tracing::info_span!("request", request_id = request_id.as_deref().unwrap_or("-"));
+    serve_request(state, request, send).instrument(span).await;
+}
+
+async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: SendStream) {
     if state.draining.load(Ordering::SeqCst) {
         let error = RemoteError::new(
             ErrorKind::Unavailable,
             format!("worker {} is draining", state.node_id),
         );
+        state.metrics.request_finished(op_name(&request), "refused");
+        info!(op = op_name(&request), "refused: draining");
         reply_error(&mut send, error).await;
         return;
     }
@@ -149,13 +212,20 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
     };
     // Images arrive decoded; a URL would mean reaching out from the worker, which it never does.
     if chat_request.is_some_and(ChatRequest::has_unresolved_images) {
+        state
+            .metrics
+            .request_finished(op_name(&request), ErrorKind::InvalidRequest.as_str());
         reply_error(&mut send, image_by_url()).await;
         return;
     }
     match request {
         WireRequest::Chat(request) => match chat_engine_for(&state, &request.model) {
             Ok(engine) => chat(&state, engine, request, send).await,
-            Err(error) => reply_error(&mut send, error).await,
+            Err(error) => {
+                state.metrics.request_finished("chat", error.kind.as_str());
+                info!(op = "chat", outcome = error.kind.as_str(), %error, "refused");
+                reply_error(&mut send, error).await
+            }
         },
         WireRequest::Embed(request) => {
             let reply = match engine_for(&state, &request.model) {
@@ -167,11 +237,20 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
                             Ok(embeddings) => WireReply::Embeddings(embeddings),
                             Err(error) => WireReply::Error(error),
                         },
-                        _ = stopped => return,
+                        _ = stopped => {
+                            state.metrics.request_finished("embed", "cancelled");
+                            return;
+                        }
                     }
                 }
                 Err(error) => WireReply::Error(error),
             };
+            let outcome = match &reply {
+                WireReply::Error(error) => error.kind.as_str(),
+                _ => "ok",
+            };
+            state.metrics.request_finished("embed", outcome);
+            debug!(op = "embed", outcome, "embedded");
             let _ = write_frame(&mut send, &reply).await;
             let _ = send.finish();
         }
@@ -183,26 +262,53 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
                 },
                 Err(error) => WireReply::Error(error),
             };
+            let outcome = match &reply {
+                WireReply::Error(error) => error.kind.as_str(),
+                _ => "ok",
+            };
+            state.metrics.request_finished("count_tokens", outcome);
+            debug!(op = "count_tokens", outcome, "counted tokens");
             let _ = write_frame(&mut send, &reply).await;
             let _ = send.finish();
         }
         WireRequest::ExecuteTool(call) => match &state.tools {
             Some(tools) => {
+                let started = Instant::now();
                 // A router that gives up (timeout, client gone) stops the stream: stop the tool.
                 let stopped = send.stopped();
-                tokio::select! {
+                let outcome = tokio::select! {
                     result = tools.execute(&call) => {
+                        let outcome = match &result {
+                            ToolCallResult::Ok { .. } => "ok",
+                            ToolCallResult::Failed { error } => error.kind.as_str(),
+                        };
                         let _ = write_frame(&mut send, &WireReply::ToolResult(result)).await;
                         let _ = send.finish();
+                        outcome
                     }
-                    _ = stopped => debug!(tool = %call.tool, "router cancelled the tool call"),
-                }
+                    _ = stopped => {
+                        debug!(tool = %call.tool, "router cancelled the tool call");
+                        "cancelled"
+                    }
+                };
+                let took = started.elapsed();
+                state.metrics.tool_called(&call.tool, outcome, took);
+                info!(
+                    op = "execute_tool",
+                    tool = %call.tool,
+                    outcome,
+                    duration_ms = took.as_secs_f64() * 1000.0,
+                    "tool call"
+                );
             }
             None => {
                 let error = RemoteError::new(
                     ErrorKind::NotFound,
                     format!("worker {} serves no tools", state.node_id),
                 );
+                state
+                    .metrics
+                    .request_finished("execute_tool", error.kind.as_str());
                 reply_error(&mut send, error).await;
             }
         },
@@ -247,21 +353,89 @@ fn engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, Remot
     Ok(engine.clone())
 }
 
+/// What one generation did, for its metrics and log line.
+struct GenerationLog {
+    started: Instant,
+    first_output: Option<Instant>,
+    usage: Option<Usage>,
+    prompt_tokens: Option<u32>,
+    /// `ok`, `cancelled`, or the kind of the error that ended it.
+    outcome: &'static str,
+}
+
+impl GenerationLog {
+    /// Notes what an event says; called for every event, so it only copies numbers.
+    fn observe(&mut self, event: &ChatEvent) {
+        match event {
+            ChatEvent::PromptTokens { tokens } => self.prompt_tokens = Some(*tokens),
+            ChatEvent::Usage(usage) => self.usage = Some(*usage),
+            ChatEvent::Error(error) => self.outcome = error.kind.as_str(),
+            _ => {}
+        }
+        if self.first_output.is_none() && event.is_output() {
+            self.first_output = Some(Instant::now());
+        }
+    }
+
+    fn finish(&self, metrics: &Metrics, model: &str) {
+        let now = Instant::now();
+        let ttft = self.first_output.map(|at| at.duration_since(self.started));
+        let completion_tokens = self.usage.map(|u| u.completion_tokens);
+        let prompt_tokens = self.usage.map(|u| u.prompt_tokens).or(self.prompt_tokens);
+        let tpot = match (self.first_output, completion_tokens) {
+            (Some(first), Some(tokens)) if tokens > 1 => {
+                Some(now.duration_since(first) / (tokens - 1))
+            }
+            _ => None,
+        };
+        let duration = now.duration_since(self.started);
+        metrics.generation_finished(&metrics::Generation {
+            model,
+            outcome: self.outcome,
+            duration,
+            time_to_first_token: ttft,
+            time_per_output_token: tpot,
+            prompt_tokens,
+            completion_tokens,
+        });
+        info!(
+            op = "chat",
+            model,
+            outcome = self.outcome,
+            prompt_tokens,
+            completion_tokens,
+            ttft_ms = ttft.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            "generation"
+        );
+    }
+}
+
 async fn chat(
     state: &WorkerState,
     engine: Arc<dyn Engine>,
     request: ChatRequest,
     mut send: SendStream,
 ) {
+    let mut log = GenerationLog {
+        started: Instant::now(),
+        first_output: None,
+        usage: None,
+        prompt_tokens: None,
+        outcome: "ok",
+    };
+    let model = engine.model().id.clone();
     let accepted = WireReply::Accepted {
         worker: state.node_id.clone(),
-        model: engine.model().id.clone(),
+        model: model.clone(),
     };
     if write_frame(&mut send, &accepted).await.is_err() {
         return;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut generation = tokio::spawn(async move { engine.chat(request, tx).await });
+    let mut generation = tokio::spawn(
+        async move { engine.chat(request, tx).await }.instrument(tracing::Span::current()),
+    );
     let stopped = send.stopped();
     tokio::pin!(stopped);
     let mut ended = false;
@@ -269,12 +443,15 @@ async fn chat(
         tokio::select! {
             _ = &mut stopped => {
                 debug!("router cancelled the request");
+                log.outcome = "cancelled";
                 break;
             }
             event = rx.recv() => match event {
                 Some(event) => {
                     ended = event.is_last();
+                    log.observe(&event);
                     if write_frame(&mut send, &WireReply::Event(event)).await.is_err() {
+                        log.outcome = "cancelled";
                         break;
                     }
                 }
@@ -289,6 +466,7 @@ async fn chat(
                             _ => "the engine ended the generation without finishing it",
                         };
                         warn!(why, "generation failed");
+                        log.outcome = ErrorKind::Internal.as_str();
                         let error = ChatEvent::Error(RemoteError::internal(why));
                         let _ = write_frame(&mut send, &WireReply::Event(error)).await;
                     }
@@ -304,4 +482,5 @@ async fn chat(
     if !generation.is_finished() {
         let _ = generation.await;
     }
+    log.finish(&state.metrics, &model);
 }

@@ -8,29 +8,92 @@ use auxot_common::chat::{
     ChatEvent, ChatRequest, FinishReason, Message, Part, Role, Usage, AUTO_MODEL,
 };
 use auxot_common::error::ErrorKind;
-use auxot_common::mesh::gossip::{workers_in, Gossip, GossipConfig, DEFAULT_GOSSIP_INTERVAL};
+use auxot_common::mesh::gossip::{Gossip, GossipConfig, DEFAULT_GOSSIP_INTERVAL};
+use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
 use auxot_common::mesh::node::{router_key_values, Readiness};
 use auxot_common::mesh::quic::QuicEndpoint;
-use auxot_common::mesh::tls::NodeIdentity;
-use auxot_common::secret::ClusterSecret;
+use auxot_common::pki::{never_revoked, NodeKey, Role as NodeRole};
 use auxot_common::tools::ToolCallRequest;
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest};
+use auxot_router::store::ClusterData;
+use auxot_router::RouterHandle;
 use auxot_worker::{start, EngineKind, Listeners, WorkerConfig, WorkerHandle};
 
-/// A cluster secret and a synthetic worker in it, on loopback.
-async fn synthetic_worker(tokens: u32, tokens_per_sec: f64) -> (ClusterSecret, WorkerHandle) {
-    let secret = ClusterSecret::generate().expect("secret");
+/// A cluster's authority: a data directory and a router serving it in this process, where
+/// workers enroll.
+struct Authority {
+    _dir: tempfile::TempDir,
+    data: ClusterData,
+    token: String,
+    router: RouterHandle,
+}
+
+impl Authority {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let data_dir = dir.path().join("data");
+        let out = auxot_router::store::setup(&data_dir, "test", None).expect("setup");
+        let data_arg = data_dir.display().to_string();
+        let cli = <auxot_router::cli::Cli as clap::Parser>::try_parse_from([
+            "auxot-router",
+            "serve",
+            "--data-dir",
+            &data_arg,
+            "--name",
+            "router0",
+        ])
+        .expect("args");
+        let auxot_router::cli::Command::Serve(args) = cli.command else {
+            unreachable!("serve")
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let listeners = auxot_router::Listeners::bind(any, any, any).expect("bind");
+        let router = auxot_router::start(&args, listeners).await.expect("router");
+        Authority {
+            data: auxot_router::store::load(&data_dir).expect("load"),
+            _dir: dir,
+            token: out.join_token,
+            router,
+        }
+    }
+
+    fn seeds(&self) -> Vec<String> {
+        vec![self.router.gossip_addr().to_string()]
+    }
+
+    fn config(&self) -> WorkerConfig {
+        WorkerConfig::new(self.seeds(), self.token.clone())
+    }
+
+    /// A router certificate of this cluster, as a router holds it.
+    fn router_identity(&self) -> MeshIdentity {
+        let key = NodeKey::generate().expect("key");
+        let issued = self
+            .data
+            .ca
+            .issue_for_key(
+                &key.public_key_raw(),
+                "router-test",
+                NodeRole::Router,
+                Duration::from_secs(600),
+            )
+            .expect("issue");
+        MeshIdentity::new(key, issued.chain, self.data.ca.root_der().clone()).expect("identity")
+    }
+}
+
+/// A synthetic worker enrolled in `authority`'s cluster, on loopback.
+async fn synthetic_worker(authority: &Authority, tokens: u32, tokens_per_sec: f64) -> WorkerHandle {
     let config = WorkerConfig {
         engine: EngineKind::Synthetic,
         synthetic_ttft: Duration::from_millis(1),
         synthetic_tokens_per_sec: tokens_per_sec,
         synthetic_tokens: tokens,
         max_seqs: Some(4),
-        ..WorkerConfig::new(Vec::new(), secret.join_token())
+        ..authority.config()
     };
     let listeners = Listeners::localhost().expect("sockets");
-    let worker = start(config, listeners).await.expect("starts");
-    (secret, worker)
+    start(config, listeners).await.expect("starts")
 }
 
 /// Where a router reaches a worker.
@@ -50,10 +113,20 @@ impl Target {
 }
 
 /// A router's side of one request: every reply frame until the worker finishes the stream.
-async fn ask(secret: &ClusterSecret, target: &Target, request: WireRequest) -> Vec<WireReply> {
-    let identity = NodeIdentity::issue(secret, "router-test").expect("identity");
-    let endpoint = QuicEndpoint::bind(&identity, SocketAddr::from(([127, 0, 0, 1], 0)), false)
-        .expect("client endpoint");
+async fn ask(authority: &Authority, target: &Target, request: WireRequest) -> Vec<WireReply> {
+    let identity = authority.router_identity();
+    let policy = TrustPolicy {
+        accept_from: Vec::new(),
+        dial: vec![NodeRole::Worker],
+        revoked: never_revoked(),
+    };
+    let endpoint = QuicEndpoint::bind(
+        &identity,
+        &policy,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        false,
+    )
+    .expect("client endpoint");
     let conn = endpoint
         .connect(&target.node, target.addr)
         .await
@@ -86,7 +159,8 @@ fn error_kind(replies: &[WireReply]) -> Option<ErrorKind> {
 
 #[tokio::test]
 async fn a_chat_is_accepted_then_streamed() {
-    let (secret, worker) = synthetic_worker(3, 1000.0).await;
+    let authority = Authority::new().await;
+    let worker = synthetic_worker(&authority, 3, 1000.0).await;
     let target = Target::of(&worker);
     assert!(
         worker.node_id().starts_with("worker-")
@@ -97,7 +171,7 @@ async fn a_chat_is_accepted_then_streamed() {
         worker.node_id()
     );
     worker.ready().await.expect("ready");
-    let replies = ask(&secret, &target, WireRequest::Chat(chat(AUTO_MODEL))).await;
+    let replies = ask(&authority, &target, WireRequest::Chat(chat(AUTO_MODEL))).await;
     let text = |t: &str| WireReply::Event(ChatEvent::Text { text: t.into() });
     assert_eq!(
         replies,
@@ -123,7 +197,7 @@ async fn a_chat_is_accepted_then_streamed() {
 
     let mut first = chat("synthetic");
     first.prompt_tokens_first = true;
-    let replies = ask(&secret, &target, WireRequest::Chat(first)).await;
+    let replies = ask(&authority, &target, WireRequest::Chat(first)).await;
     assert_eq!(
         replies.get(1),
         Some(&WireReply::Event(ChatEvent::PromptTokens { tokens: 3 })),
@@ -134,10 +208,11 @@ async fn a_chat_is_accepted_then_streamed() {
 
 #[tokio::test]
 async fn requests_it_cannot_serve_are_refused_before_any_work() {
-    let (secret, worker) = synthetic_worker(3, 1000.0).await;
+    let authority = Authority::new().await;
+    let worker = synthetic_worker(&authority, 3, 1000.0).await;
     let target = Target::of(&worker);
     worker.ready().await.expect("ready");
-    let other_model = ask(&secret, &target, WireRequest::Chat(chat("gpt-4"))).await;
+    let other_model = ask(&authority, &target, WireRequest::Chat(chat("gpt-4"))).await;
     assert_eq!(error_kind(&other_model), Some(ErrorKind::NotFound));
 
     let mut by_url = chat(AUTO_MODEL);
@@ -148,7 +223,7 @@ async fn requests_it_cannot_serve_are_refused_before_any_work() {
         WireRequest::Chat(by_url.clone()),
         WireRequest::CountTokens(by_url),
     ] {
-        let replies = ask(&secret, &target, request).await;
+        let replies = ask(&authority, &target, request).await;
         let [WireReply::Error(error)] = replies.as_slice() else {
             panic!("one error expected, got {replies:?}");
         };
@@ -162,11 +237,12 @@ async fn requests_it_cannot_serve_are_refused_before_any_work() {
         );
     }
     let no_tools = ask(
-        &secret,
+        &authority,
         &target,
         WireRequest::ExecuteTool(ToolCallRequest {
             tool: "web_fetch".into(),
             input: serde_json::json!({}),
+            request_id: None,
         }),
     )
     .await;
@@ -176,10 +252,10 @@ async fn requests_it_cannot_serve_are_refused_before_any_work() {
 
 #[tokio::test]
 async fn a_failed_load_is_reported_by_ready() {
-    let secret = ClusterSecret::generate().expect("secret");
+    let authority = Authority::new().await;
     let config = WorkerConfig {
         model: Some("/nonexistent/model.gguf".into()),
-        ..WorkerConfig::new(Vec::new(), secret.join_token())
+        ..authority.config()
     };
     let worker = start(config, Listeners::localhost().expect("sockets"))
         .await
@@ -200,27 +276,25 @@ async fn a_bad_token_or_configuration_fails_start() {
         format!("{err:#}").starts_with("invalid join token"),
         "{err:#}"
     );
-    let secret = ClusterSecret::generate().expect("secret");
+    let authority = Authority::new().await;
     let listeners = Listeners::localhost().expect("sockets");
-    let err = start(
-        WorkerConfig::new(Vec::new(), secret.join_token()),
-        listeners,
-    )
-    .await
-    .err()
-    .expect("refused");
+    let err = start(authority.config(), listeners)
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("give --model"), "{err}");
 }
 
 #[tokio::test]
 async fn draining_finishes_what_is_in_flight_and_refuses_the_rest() {
     // 20 tokens at 20 a second: about a second of generation.
-    let (secret, worker) = synthetic_worker(20, 20.0).await;
+    let authority = std::sync::Arc::new(Authority::new().await);
+    let worker = synthetic_worker(&authority, 20, 20.0).await;
     let target = Target::of(&worker);
     worker.ready().await.expect("ready");
     let long = tokio::spawn({
-        let (secret, target) = (secret.clone(), target.clone());
-        async move { ask(&secret, &target, WireRequest::Chat(chat(AUTO_MODEL))).await }
+        let (authority, target) = (authority.clone(), target.clone());
+        async move { ask(&authority, &target, WireRequest::Chat(chat(AUTO_MODEL))).await }
     });
     tokio::time::timeout(Duration::from_secs(5), async {
         while worker.in_flight() == 0 {
@@ -232,7 +306,7 @@ async fn draining_finishes_what_is_in_flight_and_refuses_the_rest() {
     let shutdown = tokio::spawn(worker.shutdown(Duration::from_secs(10)));
     // Shutdown starts by refusing new requests.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = ask(&secret, &target, WireRequest::Chat(chat(AUTO_MODEL))).await;
+    let refused = ask(&authority, &target, WireRequest::Chat(chat(AUTO_MODEL))).await;
     let [WireReply::Error(error)] = refused.as_slice() else {
         panic!("one error expected, got {refused:?}");
     };
@@ -257,8 +331,9 @@ async fn draining_finishes_what_is_in_flight_and_refuses_the_rest() {
 }
 
 #[tokio::test]
-async fn the_advert_reaches_other_nodes_typed() {
-    let (secret, worker) = synthetic_worker(1, 1000.0).await;
+async fn the_signed_advert_reaches_other_nodes() {
+    let authority = Authority::new().await;
+    let worker = synthetic_worker(&authority, 1, 1000.0).await;
     worker.ready().await.expect("ready");
     let observer_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
     let observer_addr = observer_socket.local_addr().expect("addr");
@@ -267,7 +342,7 @@ async fn the_advert_reaches_other_nodes_typed() {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     let observer = Gossip::spawn_on(
-        &secret,
+        &authority.data.gossip,
         GossipConfig {
             node_id: "observer".into(),
             listen_addr: observer_addr,
@@ -282,12 +357,18 @@ async fn the_advert_reaches_other_nodes_typed() {
     .expect("observer joins");
     let node = worker.node_id().to_string();
     let seen = |readiness: Readiness| {
-        let (observer, node) = (&observer, node.clone());
+        let (observer, node, authority) = (&observer, node.clone(), &authority);
         async move {
             let mut nodes = observer.live_nodes().await;
             tokio::time::timeout(Duration::from_secs(15), async {
                 loop {
-                    let found = workers_in(&nodes.borrow_and_update())
+                    let view = auxot_router::membership::Membership::new(
+                        authority.data.ca.root_der().clone(),
+                        std::sync::Arc::new(auxot_router::records::RecordStore::new(None)),
+                    )
+                    .view(&nodes.borrow_and_update());
+                    let found = view
+                        .adverts()
                         .into_iter()
                         .find(|w| w.node_id == node && w.readiness == readiness);
                     if let Some(advert) = found {

@@ -115,7 +115,7 @@ mod tests {
             "worker-gpu-1-example-com-7948"
         );
         assert_eq!(sanitize_node_id("__"), "node");
-        assert!(crate::mesh::tls::is_valid_node_id(&sanitize_node_id(
+        assert!(crate::pki::is_valid_node_id(&sanitize_node_id(
             &"x".repeat(100)
         )));
     }

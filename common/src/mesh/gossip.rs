@@ -1,4 +1,4 @@
-//! Cluster membership over chitchat, sealed with the cluster secret.
+//! Cluster membership over chitchat, sealed with the cluster's gossip key.
 //!
 //! There is no coordinator: every node gossips its own state and learns everyone else's. The
 //! interval is short (half a second) because a new worker should be routable everywhere within a
@@ -16,9 +16,23 @@ use chitchat::{
 use tokio::sync::{watch, Mutex};
 
 use super::keys;
-use super::node::{NodeRole, NodeStateExt, Readiness, WorkerAdvert};
+use super::node::{NodeRole, NodeStateExt};
 use super::sealed::{GossipStats, SealedUdpTransport};
-use crate::secret::ClusterSecret;
+
+/// What lets a node gossip: the cluster's id (nodes of other clusters are ignored before any
+/// seal is checked) and the key that seals datagrams. Routers keep it in their data directory;
+/// workers receive it when they enroll.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GossipKey {
+    pub cluster_id: String,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for GossipKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GossipKey({})", self.cluster_id)
+    }
+}
 
 /// Gossip round interval.
 pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
@@ -87,23 +101,23 @@ pub struct Gossip {
 impl Gossip {
     /// Joins the cluster with `initial` key-values already set, binding `config.listen_addr`.
     pub async fn spawn(
-        secret: &ClusterSecret,
+        key: &GossipKey,
         config: GossipConfig,
         initial: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        Self::spawn_on(secret, config, None, initial).await
+        Self::spawn_on(key, config, None, initial).await
     }
 
     /// Like [`Self::spawn`], on `socket` when one is given (bound by the caller to
     /// `config.listen_addr`).
     pub async fn spawn_on(
-        secret: &ClusterSecret,
+        key: &GossipKey,
         config: GossipConfig,
         socket: Option<std::net::UdpSocket>,
         initial: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        let chitchat_config = chitchat_config(&secret.cluster_id(), config);
-        let mut transport = SealedUdpTransport::new(secret);
+        let chitchat_config = chitchat_config(&key.cluster_id, config);
+        let mut transport = SealedUdpTransport::new(&key.key);
         if let Some(socket) = socket {
             transport = transport.with_socket(socket);
         }
@@ -126,6 +140,11 @@ impl Gossip {
         &self.handle.chitchat_id().node_id
     }
 
+    /// This incarnation's generation, which signed values are bound to.
+    pub fn generation(&self) -> u64 {
+        self.handle.chitchat_id().generation_id
+    }
+
     /// Sets keys on this node's own state.
     pub async fn set_many(&self, values: &[(&str, String)]) {
         let mut chitchat = self.chitchat.lock().await;
@@ -137,16 +156,6 @@ impl Gossip {
 
     pub async fn set(&self, key: &str, value: impl Into<String>) {
         self.set_many(&[(key, value.into())]).await;
-    }
-
-    /// Publishes whether this node takes new requests.
-    pub async fn set_readiness(&self, readiness: Readiness) {
-        self.set(keys::READINESS, readiness.as_str()).await;
-    }
-
-    /// Publishes how many requests this node has in flight.
-    pub async fn set_load(&self, load: u32) {
-        self.set(keys::LOAD, load.to_string()).await;
     }
 
     /// Fires whenever a live node joins, leaves or changes state.
@@ -163,14 +172,6 @@ impl Gossip {
     pub fn shutdown(&self) {
         let _ = self.handle.initiate_shutdown();
     }
-}
-
-/// The routable summary of every live worker in a live-nodes snapshot.
-pub fn workers_in(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<WorkerAdvert> {
-    nodes
-        .values()
-        .filter_map(|state| state.worker_advert())
-        .collect()
 }
 
 /// Live routers in a snapshot, as `(node id, http address)`.

@@ -1,25 +1,21 @@
 //! Every gossip key in one place, so the set of things a node publishes is visible at a glance.
 //!
 //! Values are short strings or small JSON documents: chitchat sends whole values in UDP
-//! datagrams, so nothing per-request ever goes into gossip.
+//! datagrams, so nothing per-request ever goes into gossip. Values a router acts on are signed by
+//! the node they describe ([`super::signed`]); the node's certificate chain travels in [`CERT`].
 
-/// `router` or `worker`.
+/// `router` or `worker`: what the node claims to be (its certificate says what it is).
 pub const ROLE: &str = "role";
 /// The product version of the node.
 pub const VERSION: &str = "version";
-/// `host:port` where the node accepts QUIC connections (workers).
-pub const QUIC_ADDR: &str = "quic_addr";
-/// `not_ready` while loading, `ready` when serving, `draining` when stopping.
-pub const READINESS: &str = "readiness";
-/// JSON list of [`super::node::ModelInfo`] the worker serves.
-pub const MODELS: &str = "models";
-/// JSON [`super::node::DeviceInfo`]: where the worker computes.
-pub const DEVICE: &str = "device";
-/// Requests the worker runs at once before queueing.
-pub const CAPACITY: &str = "capacity";
-/// Requests in flight on the worker, refreshed at most once a second.
+/// The node's certificate chain (leaf first), base64 DER joined by `,`.
+pub const CERT: &str = "cert";
+/// A worker's signed advert: QUIC address, readiness, models, tools, device, capacity (JSON).
+pub const ADVERT: &str = "advert";
+/// A worker's signed count of requests in flight, refreshed at most once a second.
 pub const LOAD: &str = "load";
-/// JSON list of [`crate::tools::ToolInfo`] a tools worker serves.
-pub const TOOLS: &str = "tools";
 /// `host:port` of a router's HTTP API.
 pub const HTTP_ADDR: &str = "http_addr";
+/// Prefix of the records routers replicate to each other (`rec/<kind>/<id>`), each signed by the
+/// router that publishes it.
+pub const RECORD_PREFIX: &str = "rec/";

@@ -1,9 +1,10 @@
 //! Typed views of gossip state: what a node is and what it offers.
 //!
-//! chitchat stores string key-values; [`NodeStateExt`] reads them into types and
-//! [`WorkerAdvert`] is the routing-relevant summary of one worker. Parsing is lenient per key (a
-//! worker whose `load` is garbled still routes, with load 0) but a worker without a QUIC address
-//! or models is not routable at all.
+//! [`WorkerAdvert`] is the routing-relevant summary of one worker. A worker publishes it signed
+//! with its own key ([`WorkerAdvert::signed_key_values`]); a router believes it only when the
+//! signatures check against the worker's certificate and every figure is in range
+//! ([`WorkerAdvert::verify`]), so no node can write another node's advert or pull all traffic
+//! with an absurd capacity.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,8 @@ use chitchat::NodeState;
 use serde::{Deserialize, Serialize};
 
 use super::keys;
+use super::signed::{self, SignedError, Slot};
+use crate::pki::{NodeKey, PeerCert, Role};
 use crate::tools::ToolInfo;
 
 /// What a node does in the cluster.
@@ -130,6 +133,20 @@ impl DeviceInfo {
     }
 }
 
+/// Largest capacity a worker may advertise: more than any single engine runs at once. An
+/// absurd figure would pull every request to one node.
+pub const MAX_CAPACITY: u32 = 4096;
+/// Largest load a worker may report.
+pub const MAX_LOAD: u32 = 65_536;
+/// Models one worker may advertise.
+pub const MAX_MODELS: usize = 64;
+/// Tools one worker may advertise.
+pub const MAX_TOOLS: usize = 512;
+/// Longest advert, in bytes of JSON (tools carry schemas).
+pub const MAX_ADVERT_BYTES: usize = 56 * 1024;
+/// Longest model id or device name.
+const MAX_NAME_BYTES: usize = 256;
+
 /// Everything a router needs to route to one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerAdvert {
@@ -147,61 +164,168 @@ pub struct WorkerAdvert {
     pub load: u32,
 }
 
+/// The signed part of an advert that changes rarely (everything but the load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AdvertBody {
+    quic_addr: SocketAddr,
+    readiness: Readiness,
+    #[serde(default)]
+    models: Vec<ModelInfo>,
+    #[serde(default)]
+    tools: Vec<ToolInfo>,
+    device: DeviceInfo,
+    capacity: u32,
+}
+
+/// Why a node's advert was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdvertError {
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("{0} is not signed by the node's certificate key: {1}")]
+    Signature(&'static str, SignedError),
+    #[error("the certificate names {0}, not this node")]
+    NodeId(String),
+    #[error("the certificate's role {0} may not serve models")]
+    Role(Role),
+    #[error("malformed advert: {0}")]
+    Malformed(String),
+    #[error("out of range: {0}")]
+    OutOfRange(String),
+}
+
 impl WorkerAdvert {
     pub fn serves(&self, model: &str) -> bool {
         self.models.iter().any(|m| m.id == model)
     }
 
-    /// The gossip key-values that publish this advert. The node id and generation are not among
-    /// them: chitchat carries those in the node's identity.
-    pub fn key_values(&self) -> Vec<(&'static str, String)> {
-        let mut values = vec![
-            (keys::ROLE, NodeRole::Worker.as_str().to_string()),
-            (keys::QUIC_ADDR, self.quic_addr.to_string()),
-            (keys::READINESS, self.readiness.as_str().to_string()),
-            (keys::MODELS, json(&self.models)),
-            (keys::DEVICE, json(&self.device)),
-            (keys::CAPACITY, self.capacity.to_string()),
-            (keys::LOAD, self.load.to_string()),
-        ];
-        if !self.tools.is_empty() {
-            values.push((keys::TOOLS, json(&self.tools)));
+    fn body(&self) -> AdvertBody {
+        AdvertBody {
+            quic_addr: self.quic_addr,
+            readiness: self.readiness,
+            models: self.models.clone(),
+            tools: self.tools.clone(),
+            device: self.device.clone(),
+            capacity: self.capacity,
         }
-        values
     }
 
-    /// Reads an advert from key-values (`get` looks one key up). `None` when the node is not a
-    /// worker or has no usable QUIC address; other keys fall back to safe defaults.
-    pub fn from_key_values<'a>(
+    fn slot<'a>(&'a self, key: &'a str) -> Slot<'a> {
+        Slot {
+            node_id: &self.node_id,
+            generation: self.generation,
+            key,
+        }
+    }
+
+    /// The gossip key-values that publish this advert, signed with the node's `key`. The node
+    /// id and generation are not among them: chitchat carries those in the node's identity.
+    pub fn signed_key_values(&self, key: &NodeKey) -> Vec<(&'static str, String)> {
+        vec![
+            (keys::ROLE, NodeRole::Worker.as_str().to_string()),
+            (
+                keys::ADVERT,
+                signed::sign(key, self.slot(keys::ADVERT), &json(&self.body())),
+            ),
+            self.signed_load(key),
+        ]
+    }
+
+    /// Only the load, signed: what changes every second.
+    pub fn signed_load(&self, key: &NodeKey) -> (&'static str, String) {
+        (
+            keys::LOAD,
+            signed::sign(key, self.slot(keys::LOAD), &self.load.to_string()),
+        )
+    }
+
+    /// Reads and checks the advert of node `node_id` (incarnation `generation`) from its
+    /// key-values (`get` looks one key up), given its certificate, already verified to chain to
+    /// the cluster root. Every value must be signed by that certificate's key and in range.
+    pub fn verify<'a>(
         node_id: &str,
         generation: u64,
+        cert: &PeerCert,
         get: impl Fn(&str) -> Option<&'a str>,
-    ) -> Option<Self> {
-        if get(keys::ROLE).and_then(NodeRole::parse) != Some(NodeRole::Worker) {
-            return None;
+    ) -> Result<Self, AdvertError> {
+        if cert.node_id != node_id {
+            return Err(AdvertError::NodeId(cert.node_id.clone()));
         }
-        Some(WorkerAdvert {
+        let slot = |key| Slot {
+            node_id,
+            generation,
+            key,
+        };
+        let value = get(keys::ADVERT).ok_or(AdvertError::Missing("advert"))?;
+        if value.len() > MAX_ADVERT_BYTES {
+            return Err(AdvertError::OutOfRange(format!(
+                "advert of {} bytes (at most {MAX_ADVERT_BYTES})",
+                value.len()
+            )));
+        }
+        let body = signed::verify(&cert.public_key_raw, slot(keys::ADVERT), value)
+            .map_err(|e| AdvertError::Signature("advert", e))?;
+        let body: AdvertBody =
+            serde_json::from_str(body).map_err(|e| AdvertError::Malformed(e.to_string()))?;
+        let load = get(keys::LOAD).ok_or(AdvertError::Missing("load"))?;
+        let load = signed::verify(&cert.public_key_raw, slot(keys::LOAD), load)
+            .map_err(|e| AdvertError::Signature("load", e))?;
+        let load: u32 = load
+            .parse()
+            .map_err(|_| AdvertError::Malformed(format!("load `{load}`")))?;
+        let advert = WorkerAdvert {
             node_id: node_id.to_string(),
             generation,
-            quic_addr: get(keys::QUIC_ADDR)?.parse().ok()?,
-            readiness: get(keys::READINESS)
-                .and_then(Readiness::parse)
-                .unwrap_or(Readiness::NotReady),
-            models: parse_value(&get, keys::MODELS).unwrap_or_default(),
-            tools: parse_value(&get, keys::TOOLS).unwrap_or_default(),
-            device: parse_value(&get, keys::DEVICE).unwrap_or_else(DeviceInfo::cpu),
-            capacity: parse_value(&get, keys::CAPACITY).unwrap_or(1),
-            load: parse_value(&get, keys::LOAD).unwrap_or(0),
-        })
+            quic_addr: body.quic_addr,
+            readiness: body.readiness,
+            models: body.models,
+            tools: body.tools,
+            device: body.device,
+            capacity: body.capacity,
+            load,
+        };
+        advert.check_ranges()?;
+        match cert.role {
+            Role::Worker => Ok(advert),
+            // A tools certificate serves tools only.
+            Role::Tools if advert.models.is_empty() => Ok(advert),
+            role => Err(AdvertError::Role(role)),
+        }
     }
-}
 
-/// A JSON gossip value, `None` when absent or garbled.
-fn parse_value<'a, T: serde::de::DeserializeOwned>(
-    get: &impl Fn(&str) -> Option<&'a str>,
-    key: &str,
-) -> Option<T> {
-    get(key).and_then(|v| serde_json::from_str(v).ok())
+    /// Refuses figures no real worker advertises.
+    fn check_ranges(&self) -> Result<(), AdvertError> {
+        let out = |what: String| Err(AdvertError::OutOfRange(what));
+        if self.capacity > MAX_CAPACITY {
+            return out(format!(
+                "capacity {} (at most {MAX_CAPACITY})",
+                self.capacity
+            ));
+        }
+        if self.load > MAX_LOAD {
+            return out(format!("load {} (at most {MAX_LOAD})", self.load));
+        }
+        if self.models.len() > MAX_MODELS {
+            return out(format!(
+                "{} models (at most {MAX_MODELS})",
+                self.models.len()
+            ));
+        }
+        if self.tools.len() > MAX_TOOLS {
+            return out(format!("{} tools (at most {MAX_TOOLS})", self.tools.len()));
+        }
+        let long = self
+            .models
+            .iter()
+            .map(|m| &m.id)
+            .chain(self.tools.iter().map(|t| &t.name))
+            .chain([&self.device.name, &self.device.kind])
+            .find(|name| name.len() > MAX_NAME_BYTES);
+        if let Some(name) = long {
+            return out(format!("a name of {} bytes", name.len()));
+        }
+        Ok(())
+    }
 }
 
 /// JSON text of a gossip value; the advert's types always serialise.
@@ -219,41 +343,25 @@ pub fn router_key_values(http_addr: SocketAddr) -> Vec<(&'static str, String)> {
 
 /// Typed reads of a node's gossip state.
 pub trait NodeStateExt {
+    /// What the node claims to be.
     fn role(&self) -> Option<NodeRole>;
-    fn readiness(&self) -> Option<Readiness>;
-    fn parsed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T>;
-    /// The worker's advertisement, if this node is a worker with an address.
-    fn worker_advert(&self) -> Option<WorkerAdvert>;
 }
 
 impl NodeStateExt for NodeState {
     fn role(&self) -> Option<NodeRole> {
         self.get(keys::ROLE).and_then(NodeRole::parse)
     }
-
-    fn readiness(&self) -> Option<Readiness> {
-        self.get(keys::READINESS).and_then(Readiness::parse)
-    }
-
-    fn parsed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.get(key).and_then(|v| serde_json::from_str(v).ok())
-    }
-
-    fn worker_advert(&self) -> Option<WorkerAdvert> {
-        let id = self.chitchat_id();
-        WorkerAdvert::from_key_values(&id.node_id, id.generation_id, |key| self.get(key))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 
-    #[test]
-    fn adverts_round_trip_through_key_values() {
-        let advert = WorkerAdvert {
+    fn advert() -> WorkerAdvert {
+        WorkerAdvert {
             node_id: "w1".into(),
             generation: 42,
             quic_addr: "10.0.0.7:7948".parse().expect("addr"),
@@ -279,26 +387,117 @@ mod tests {
             },
             capacity: 32,
             load: 5,
-        };
-        let values: HashMap<&str, String> = advert.key_values().into_iter().collect();
-        let back = WorkerAdvert::from_key_values("w1", 42, |k| values.get(k).map(String::as_str));
-        assert_eq!(back, Some(advert));
+        }
+    }
+
+    fn cert_for(key: &NodeKey, node_id: &str, role: Role) -> PeerCert {
+        PeerCert {
+            node_id: node_id.into(),
+            role,
+            not_after: SystemTime::now() + Duration::from_secs(60),
+            public_key_raw: key.public_key_raw(),
+        }
+    }
+
+    fn verify(
+        advert: &WorkerAdvert,
+        cert: &PeerCert,
+        values: &HashMap<&str, String>,
+    ) -> Result<WorkerAdvert, AdvertError> {
+        WorkerAdvert::verify(&advert.node_id, advert.generation, cert, |k| {
+            values.get(k).map(String::as_str)
+        })
     }
 
     #[test]
-    fn routers_and_address_less_nodes_are_not_workers() {
-        let router: HashMap<&str, String> =
-            router_key_values("127.0.0.1:8080".parse().expect("addr"))
-                .into_iter()
-                .collect();
+    fn signed_adverts_round_trip() {
+        let key = NodeKey::generate().expect("key");
+        let advert = advert();
+        let values: HashMap<&str, String> = advert.signed_key_values(&key).into_iter().collect();
+        let cert = cert_for(&key, "w1", Role::Worker);
+        assert_eq!(verify(&advert, &cert, &values), Ok(advert.clone()));
+    }
+
+    #[test]
+    fn nobody_else_can_write_an_advert() {
+        let key = NodeKey::generate().expect("key");
+        let advert = advert();
+        let values: HashMap<&str, String> = advert.signed_key_values(&key).into_iter().collect();
+        // Another node's key, even with a valid certificate of its own.
+        let intruder = NodeKey::generate().expect("key");
+        let intruder_cert = cert_for(&intruder, "w1", Role::Worker);
+        assert!(matches!(
+            verify(&advert, &intruder_cert, &values),
+            Err(AdvertError::Signature("advert", _))
+        ));
+        // A certificate for another node id.
+        let other_node = cert_for(&key, "w2", Role::Worker);
+        assert!(matches!(
+            verify(&advert, &other_node, &values),
+            Err(AdvertError::NodeId(_))
+        ));
+        // A load written by someone else.
+        let mut forged = values.clone();
+        let (_, load) = WorkerAdvert {
+            load: 0,
+            ..advert.clone()
+        }
+        .signed_load(&intruder);
+        forged.insert(keys::LOAD, load);
+        let cert = cert_for(&key, "w1", Role::Worker);
+        assert!(matches!(
+            verify(&advert, &cert, &forged),
+            Err(AdvertError::Signature("load", _))
+        ));
+    }
+
+    #[test]
+    fn absurd_figures_are_refused() {
+        let key = NodeKey::generate().expect("key");
+        let cert = cert_for(&key, "w1", Role::Worker);
+        for greedy in [
+            WorkerAdvert {
+                capacity: 4_000_000_000,
+                load: 0,
+                ..advert()
+            },
+            WorkerAdvert {
+                load: MAX_LOAD + 1,
+                ..advert()
+            },
+            WorkerAdvert {
+                models: vec![advert().models[0].clone(); MAX_MODELS + 1],
+                ..advert()
+            },
+        ] {
+            let values: HashMap<&str, String> =
+                greedy.signed_key_values(&key).into_iter().collect();
+            assert!(
+                matches!(
+                    verify(&greedy, &cert, &values),
+                    Err(AdvertError::OutOfRange(_))
+                ),
+                "{greedy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tools_certificate_serves_no_models() {
+        let key = NodeKey::generate().expect("key");
+        let advert = advert();
+        let values: HashMap<&str, String> = advert.signed_key_values(&key).into_iter().collect();
+        let tools = cert_for(&key, "w1", Role::Tools);
         assert_eq!(
-            WorkerAdvert::from_key_values("r", 1, |k| router.get(k).map(String::as_str)),
-            None
+            verify(&advert, &tools, &values),
+            Err(AdvertError::Role(Role::Tools))
         );
-        let no_addr: HashMap<&str, &str> = HashMap::from([(keys::ROLE, "worker")]);
-        assert_eq!(
-            WorkerAdvert::from_key_values("w", 1, |k| no_addr.get(k).copied()),
-            None
-        );
+        let tools_only = WorkerAdvert {
+            models: Vec::new(),
+            ..advert
+        };
+        let values: HashMap<&str, String> =
+            tools_only.signed_key_values(&key).into_iter().collect();
+        assert!(verify(&tools_only, &tools, &values).is_ok());
     }
 }

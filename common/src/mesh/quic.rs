@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 
-use super::tls::{NodeIdentity, TlsError};
+use super::identity::{MeshIdentity, TrustPolicy};
+use crate::pki::PkiError;
 
 /// Streams a peer may have open at once; quinn's default of 100 would make `open_bi` wait
 /// silently under load.
@@ -32,18 +33,24 @@ pub fn transport_config() -> TransportConfig {
     config
 }
 
-/// quinn's server configuration around this node's TLS identity.
-fn server_config(identity: &NodeIdentity) -> Result<quinn::ServerConfig, QuicError> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_tls_config()?)
+/// quinn's server configuration: this node's identity, accepting whom `policy` allows.
+fn server_config(
+    identity: &MeshIdentity,
+    policy: &TrustPolicy,
+) -> Result<quinn::ServerConfig, QuicError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_tls(policy)?)
         .map_err(|e| QuicError::Crypto(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
 }
 
-/// quinn's client configuration around this node's TLS identity.
-fn client_config(identity: &NodeIdentity) -> Result<quinn::ClientConfig, QuicError> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_tls_config()?)
+/// quinn's client configuration: this node's identity, dialling whom `policy` allows.
+fn client_config(
+    identity: &MeshIdentity,
+    policy: &TrustPolicy,
+) -> Result<quinn::ClientConfig, QuicError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_tls(policy)?)
         .map_err(|e| QuicError::Crypto(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
@@ -54,7 +61,7 @@ fn client_config(identity: &NodeIdentity) -> Result<quinn::ClientConfig, QuicErr
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
     #[error("tls: {0}")]
-    Tls(#[from] TlsError),
+    Tls(#[from] PkiError),
     #[error("quic crypto configuration: {0}")]
     Crypto(String),
     #[error("binding the QUIC endpoint on {addr}: {source}")]
@@ -79,28 +86,34 @@ pub enum QuicError {
 #[derive(Clone)]
 pub struct QuicEndpoint {
     endpoint: Endpoint,
+    /// Whether it accepts connections (workers) or only dials (routers).
+    accept: bool,
+    /// The configuration used to dial, replaced when the certificate is renewed.
+    client: Arc<Mutex<quinn::ClientConfig>>,
 }
 
 impl QuicEndpoint {
     /// Binds an endpoint that dials peers and, when `accept` is set, accepts their connections.
     pub fn bind(
-        identity: &NodeIdentity,
+        identity: &MeshIdentity,
+        policy: &TrustPolicy,
         addr: SocketAddr,
         accept: bool,
     ) -> Result<Self, QuicError> {
         let socket =
             std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
-        Self::on_socket(identity, socket, accept)
+        Self::on_socket(identity, policy, socket, accept)
     }
 
     /// Like [`Self::bind`], on a socket the caller bound.
     pub fn on_socket(
-        identity: &NodeIdentity,
+        identity: &MeshIdentity,
+        policy: &TrustPolicy,
         socket: std::net::UdpSocket,
         accept: bool,
     ) -> Result<Self, QuicError> {
         let server = if accept {
-            Some(server_config(identity)?)
+            Some(server_config(identity, policy)?)
         } else {
             None
         };
@@ -112,10 +125,28 @@ impl QuicEndpoint {
             addr,
             source: std::io::Error::other("no async runtime"),
         })?;
-        let mut endpoint = Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+        let endpoint = Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
             .map_err(|source| QuicError::Bind { addr, source })?;
-        endpoint.set_default_client_config(client_config(identity)?);
-        Ok(QuicEndpoint { endpoint })
+        Ok(QuicEndpoint {
+            endpoint,
+            accept,
+            client: Arc::new(Mutex::new(client_config(identity, policy)?)),
+        })
+    }
+
+    /// Switches to a renewed identity: new connections (both ways) present the new certificate;
+    /// open ones keep theirs.
+    pub fn set_identity(
+        &self,
+        identity: &MeshIdentity,
+        policy: &TrustPolicy,
+    ) -> Result<(), QuicError> {
+        if self.accept {
+            self.endpoint
+                .set_server_config(Some(server_config(identity, policy)?));
+        }
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client_config(identity, policy)?;
+        Ok(())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -134,9 +165,14 @@ impl QuicEndpoint {
             addr,
             reason,
         };
+        let config = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let connecting = self
             .endpoint
-            .connect(addr, node)
+            .connect_with(config, addr, node)
             .map_err(|e| err(e.to_string()))?;
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(conn)) => Ok(conn),

@@ -1,8 +1,8 @@
-//! Gossip datagrams sealed with the cluster secret.
+//! Gossip datagrams sealed with the cluster's gossip key.
 //!
 //! chitchat gossips in plaintext and trusts whatever arrives, so a stranger on the network could
 //! join or rewrite any node's state. [`SealedUdpTransport`] encrypts and authenticates every
-//! datagram with ChaCha20-Poly1305 under a key derived from the cluster secret; a datagram that
+//! datagram with ChaCha20-Poly1305 under the cluster's gossip key; a datagram that
 //! does not open is dropped before chitchat sees it.
 //!
 //! chitchat does not expose its message codec, only sockets that speak it. So the transport keeps
@@ -32,8 +32,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
-use crate::secret::ClusterSecret;
-
 mod replay;
 
 pub use replay::NonceCache;
@@ -59,11 +57,7 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    pub fn new(secret: &ClusterSecret) -> Self {
-        Self::from_key(&secret.derive("gossip chacha20poly1305 key"))
-    }
-
-    /// A sealer for a gossip key distributed as is (at enrollment) rather than derived.
+    /// A sealer for the cluster's gossip key (random, made by `setup`, given at enrollment).
     pub fn from_key(key_bytes: &[u8; 32]) -> Self {
         // The key has exactly the length ChaCha20-Poly1305 wants, so this cannot fail.
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, key_bytes)
@@ -174,7 +168,7 @@ impl GossipStats {
     }
 }
 
-/// A chitchat transport whose datagrams are sealed with the cluster secret.
+/// A chitchat transport whose datagrams are sealed with the cluster's gossip key.
 pub struct SealedUdpTransport {
     sealer: Sealer,
     stats: Arc<GossipStats>,
@@ -184,9 +178,9 @@ pub struct SealedUdpTransport {
 }
 
 impl SealedUdpTransport {
-    pub fn new(secret: &ClusterSecret) -> Self {
+    pub fn new(key: &[u8; 32]) -> Self {
         SealedUdpTransport {
-            sealer: Sealer::new(secret),
+            sealer: Sealer::from_key(key),
             stats: Arc::default(),
             bound: std::sync::Mutex::new(None),
         }
@@ -383,8 +377,8 @@ mod tests {
 
     #[test]
     fn sealed_datagrams_open_only_with_the_same_secret() {
-        let a = Sealer::new(&ClusterSecret::from_bytes([1; 32]));
-        let b = Sealer::new(&ClusterSecret::from_bytes([2; 32]));
+        let a = Sealer::from_key(&[1; 32]);
+        let b = Sealer::from_key(&[2; 32]);
         let sealed = a.seal(b"hello gossip").expect("seal");
         assert_eq!(a.open(&sealed).as_deref(), Some(&b"hello gossip"[..]));
         assert_eq!(b.open(&sealed), None);
@@ -398,7 +392,7 @@ mod tests {
 
     #[test]
     fn stale_datagrams_are_refused() {
-        let sealer = Sealer::new(&ClusterSecret::from_bytes([1; 32]));
+        let sealer = Sealer::from_key(&[1; 32]);
         let now = unix_millis();
         // A fresh copy per check, so the age check is what refuses (not the replay cache).
         let sealed = || sealer.seal_at(b"state", now).expect("seal");

@@ -27,9 +27,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::cert::identity_uri;
 use super::error::PkiError;
 use super::fingerprint::Fingerprint;
+use super::node_id::is_valid_node_id;
 use super::pem;
 use super::role::Role;
-use crate::mesh::tls::is_valid_node_id;
 
 const ROOT_CN_PREFIX: &str = "auxot root CA ";
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);

@@ -20,8 +20,8 @@ use x509_parser::oid_registry::OID_SIG_ED25519;
 use x509_parser::prelude::X509Certificate;
 
 use super::error::PkiError;
+use super::node_id::is_valid_node_id;
 use super::role::Role;
-use crate::mesh::tls::is_valid_node_id;
 
 /// The scheme and authority of the identity URI SAN.
 pub const IDENTITY_URI_PREFIX: &str = "auxot://node/";

@@ -11,8 +11,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rustls_pki_types::{CertificateSigningRequestDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::error::PkiError;
+use super::node_id::is_valid_node_id;
 use super::pem;
-use crate::mesh::tls::is_valid_node_id;
 
 /// An Ed25519 signing key with its PKCS#8 encoding.
 pub struct NodeKey {

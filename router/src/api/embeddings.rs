@@ -1,22 +1,40 @@
 //! `POST /api/openai/embeddings`: texts to vectors on a worker serving an embedding model.
+//!
+//! Recorded like every request (its line and the request counters, labelled with the model),
+//! but not as a generation: the GenAI series count chat generations only.
 
+use auxot_common::chat::AUTO_MODEL;
 use warp::reply::Response;
 
+use super::record::RequestRecord;
 use super::respond::{error_response, json_response};
 use super::state::AppState;
 use crate::dialect::embeddings;
 use crate::error::{ApiError, DialectKind};
 
-pub async fn embeddings(state: &AppState, body: &[u8]) -> Response {
-    match answer(state, body).await {
+pub async fn embeddings(state: &AppState, body: &[u8], record: &mut RequestRecord) -> Response {
+    match answer(state, body, record).await {
         Ok(response) => response,
-        Err(error) => error_response(DialectKind::OpenAi, &error),
+        Err(error) => {
+            record.unserved(|model| {
+                model == AUTO_MODEL || state.registry().models().iter().any(|m| m.id == model)
+            });
+            error_response(DialectKind::OpenAi, &error)
+        }
     }
 }
 
-async fn answer(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
-    let parsed = embeddings::parse(body)?;
+async fn answer(
+    state: &AppState,
+    body: &[u8],
+    record: &mut RequestRecord,
+) -> Result<Response, ApiError> {
+    crate::limits::check_json_depth(body)?;
+    let mut parsed = embeddings::parse(body)?;
+    parsed.request.request_id = Some(record.id().to_string());
+    record.asked_for(&parsed.request.model, false);
     let result = state.generator.forwarder.embed(&parsed.request).await?;
+    record.asked_for(&result.model, false);
     embeddings::check_dimensions(&parsed, &result)?;
     Ok(json_response(
         200,

@@ -20,6 +20,7 @@ use warp::reply::Response;
 use super::state::AppState;
 use crate::error::{ApiError, Fault};
 use crate::generation::tools;
+use crate::limits::{self, Shape};
 
 /// Protocol versions this server speaks, newest first. A client that asks for another (newer
 /// clients first probe `server/discover` at a newer revision) is answered "method not found"
@@ -173,6 +174,16 @@ async fn handle(state: &AppState, message: &Value) -> Option<Value> {
 
 /// `POST /mcp`.
 pub async fn mcp(state: &AppState, body: &[u8]) -> Response {
+    let refuse = |message: String| {
+        let error = RpcError::new(INVALID_REQUEST, message);
+        respond(
+            StatusCode::BAD_REQUEST,
+            Some(&reply(Value::Null, Err(error))),
+        )
+    };
+    if let Err(error) = limits::check_json_depth(body) {
+        return refuse(error.message);
+    }
     let message: Value = match serde_json::from_slice(body) {
         Ok(message) => message,
         Err(e) => {
@@ -186,6 +197,9 @@ pub async fn mcp(state: &AppState, body: &[u8]) -> Response {
     let answer = match &message {
         // A batch (protocol versions before 2025-06-18).
         Value::Array(messages) => {
+            if let Err(error) = limits::check(Shape::RpcBatch, "batch", messages.len()) {
+                return refuse(error.message);
+            }
             let mut answers = Vec::new();
             for message in messages {
                 answers.extend(handle(state, message).await);

@@ -6,11 +6,16 @@
 use warp::http::Method;
 
 use crate::error::{ApiError, DialectKind, Fault};
+use crate::keys::Scope;
 
 /// A resolved route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// The OpenAPI description of the API (for clients and schema-driven fuzzers).
+    OpenApi,
+    /// Prometheus metrics (on the API port it needs a key; see `--metrics-addr`).
+    Metrics,
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
@@ -25,11 +30,49 @@ pub enum Route {
     ToolsExecute,
     /// The mesh's tools as an MCP server (streamable HTTP).
     Mcp,
+    AdminWorkers,
+    AdminWorkerRevoke(String),
+    AdminTokens,
+    AdminTokenCreate,
+    AdminTokenRevoke(String),
 }
 
 impl Route {
-    pub fn needs_auth(&self) -> bool {
-        !matches!(self, Route::Health)
+    /// The scope of key the route needs; `None` for routes open to all.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Route::Health | Route::OpenApi => None,
+            Route::AdminWorkers
+            | Route::AdminWorkerRevoke(_)
+            | Route::AdminTokens
+            | Route::AdminTokenCreate
+            | Route::AdminTokenRevoke(_) => Some(Scope::Admin),
+            _ => Some(Scope::Api),
+        }
+    }
+
+    /// The route's name in logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::OpenAiModels | Route::OpenAiModel(_) => "openai_models",
+            Route::OpenAiChat => "openai_chat",
+            Route::OpenAiCompletions => "openai_completions",
+            Route::OpenAiResponses => "openai_responses",
+            Route::OpenAiEmbeddings => "openai_embeddings",
+            Route::AnthropicMessages => "anthropic_messages",
+            Route::AnthropicCountTokens => "anthropic_count_tokens",
+            Route::AnthropicModels | Route::AnthropicModel(_) => "anthropic_models",
+            Route::ToolsList => "tools_list",
+            Route::ToolsExecute => "tools_execute",
+            Route::Mcp => "mcp",
+            Route::OpenApi => "openapi",
+            Route::AdminWorkers | Route::AdminWorkerRevoke(_) => "admin_workers",
+            Route::AdminTokens | Route::AdminTokenCreate | Route::AdminTokenRevoke(_) => {
+                "admin_tokens"
+            }
+        }
     }
 }
 
@@ -49,6 +92,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.trim_end_matches('/');
     let (route, allowed) = if path == "/health" {
         (Some(Route::Health), Method::GET)
+    } else if path == "/openapi.json" {
+        (Some(Route::OpenApi), Method::GET)
+    } else if path == "/metrics" {
+        (Some(Route::Metrics), Method::GET)
     } else if let Some(rest) = path
         .strip_prefix("/api/openai")
         .or_else(|| path.starts_with("/v1").then_some(path))
@@ -88,6 +135,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     } else if path == "/mcp" {
         // Streamable HTTP: JSON-RPC over POST; no server-initiated stream (GET is 405).
         (Some(Route::Mcp), Method::POST)
+    } else if let Some(rest) = path.strip_prefix("/api/admin/v1") {
+        admin_route(method, rest)
     } else {
         (None, Method::GET)
     };
@@ -101,6 +150,23 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             Fault::MethodNotAllowed,
             format!("{path} accepts {allowed}, not {method}"),
         )),
+    }
+}
+
+/// The admin API: workers (list, revoke) and join tokens (list, create, revoke).
+fn admin_route(method: &Method, rest: &str) -> (Option<Route>, Method) {
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match segments[..] {
+        ["workers"] => (Some(Route::AdminWorkers), Method::GET),
+        ["workers", node, "revoke"] if !node.is_empty() => {
+            (Some(Route::AdminWorkerRevoke(decode(node))), Method::POST)
+        }
+        ["tokens"] if *method == Method::POST => (Some(Route::AdminTokenCreate), Method::POST),
+        ["tokens"] => (Some(Route::AdminTokens), Method::GET),
+        ["tokens", id, "revoke"] if !id.is_empty() => {
+            (Some(Route::AdminTokenRevoke(decode(id))), Method::POST)
+        }
+        _ => (None, Method::GET),
     }
 }
 
@@ -132,6 +198,8 @@ mod tests {
     fn routes_and_aliases() {
         let ok = [
             (Method::GET, "/health", Route::Health),
+            (Method::GET, "/openapi.json", Route::OpenApi),
+            (Method::GET, "/metrics", Route::Metrics),
             (
                 Method::POST,
                 "/api/openai/chat/completions",
@@ -186,6 +254,23 @@ mod tests {
             ),
             (Method::POST, "/mcp", Route::Mcp),
             (Method::POST, "/mcp/", Route::Mcp),
+            (Method::GET, "/api/admin/v1/workers", Route::AdminWorkers),
+            (
+                Method::POST,
+                "/api/admin/v1/workers/w1/revoke",
+                Route::AdminWorkerRevoke("w1".into()),
+            ),
+            (Method::GET, "/api/admin/v1/tokens", Route::AdminTokens),
+            (
+                Method::POST,
+                "/api/admin/v1/tokens",
+                Route::AdminTokenCreate,
+            ),
+            (
+                Method::POST,
+                "/api/admin/v1/tokens/abc/revoke",
+                Route::AdminTokenRevoke("abc".into()),
+            ),
         ];
         for (method, path, expected) in ok {
             assert_eq!(route(&method, path).expect(path), expected, "{path}");
@@ -203,6 +288,19 @@ mod tests {
         // MCP clients probe for a server-initiated stream with GET; 405 tells them there is none.
         assert_eq!(
             route(&Method::GET, "/mcp").expect_err("405").fault,
+            Fault::MethodNotAllowed
+        );
+    }
+
+    #[test]
+    fn only_admin_routes_need_an_admin_key() {
+        assert_eq!(Route::Health.scope(), None);
+        assert_eq!(Route::OpenAiChat.scope(), Some(Scope::Api));
+        assert_eq!(Route::AdminWorkers.scope(), Some(Scope::Admin));
+        assert_eq!(
+            route(&Method::GET, "/api/admin/v1/workers/w1/revoke")
+                .expect_err("405")
+                .fault,
             Fault::MethodNotAllowed
         );
     }

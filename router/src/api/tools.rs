@@ -1,5 +1,6 @@
 //! The Tools API over HTTP: `GET /api/tools/v1/list` and `POST /api/tools/v1/execute`.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::reply::Response;
 
@@ -26,20 +27,27 @@ pub fn list(state: &AppState) -> Response {
     )
 }
 
-/// The tool name and input of an execute body; `arguments` is accepted for `input`.
+/// An execute body; `arguments` is accepted for `input`.
+#[derive(Deserialize)]
+struct ExecuteBody {
+    tool: Option<String>,
+    input: Option<Value>,
+    arguments: Option<Value>,
+}
+
+/// The tool name and input of an execute body.
 fn parse_execute(body: &[u8]) -> Result<(String, Value), ApiError> {
-    let value: Value = serde_json::from_slice(body)
+    crate::limits::check_json_depth(body)?;
+    let parsed: ExecuteBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-    let name = value
-        .get("tool")
-        .and_then(Value::as_str)
+    let name = parsed
+        .tool
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("tool: required (the name of the tool to run)"))?
-        .to_string();
-    let input = value
-        .get("input")
-        .or_else(|| value.get("arguments"))
-        .cloned()
+        .ok_or_else(|| ApiError::invalid("tool: required (the name of the tool to run)"))?;
+    let input = parsed
+        .input
+        .or(parsed.arguments)
+        .filter(|v| !v.is_null())
         .unwrap_or_else(|| json!({}));
     if !input.is_object() {
         return Err(ApiError::invalid("input: must be a JSON object"));

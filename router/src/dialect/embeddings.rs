@@ -9,9 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-
-/// Inputs accepted in one request, as OpenAI's limit.
-pub const MAX_INPUTS: usize = 2048;
+use crate::limits::{self, Shape};
 
 /// The request body, as far as auxot reads it. Unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -56,24 +54,22 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
             return Err(invalid("input: required (a string or a list of strings)"))
         }
         Some(Value::String(text)) => vec![text],
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::String(text) => Ok(text),
-                _ => Err(invalid(
-                    "input: token ids are not supported; send the texts as strings",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(items)) => {
+            limits::check(Shape::EmbeddingInputs, "input", items.len())?;
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text),
+                    _ => Err(invalid(
+                        "input: token ids are not supported; send the texts as strings",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
         Some(_) => return Err(invalid("input: must be a string or a list of strings")),
     };
     if inputs.is_empty() {
         return Err(invalid("input: must not be an empty list"));
-    }
-    if inputs.len() > MAX_INPUTS {
-        return Err(invalid(format!(
-            "input: at most {MAX_INPUTS} texts per request"
-        )));
     }
     if let Some(i) = inputs.iter().position(String::is_empty) {
         return Err(invalid(format!("input[{i}]: must not be empty")));
@@ -91,6 +87,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         request: EmbedRequest {
             model: input.model,
             inputs,
+            request_id: None,
         },
         encoding,
         dimensions: input.dimensions,
@@ -178,6 +175,21 @@ mod tests {
             let err = parse(body).expect_err("invalid");
             assert!(err.message.contains(expected), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn more_texts_than_the_cap_are_refused_by_count() {
+        let body = json!({"model": "e", "input": vec!["a"; limits::MAX_EMBEDDING_INPUTS + 1]});
+        let error = parse(body.to_string().as_bytes()).expect_err("too many");
+        assert!(
+            error
+                .message
+                .contains("input: 2049 texts exceed the limit of 2048"),
+            "{}",
+            error.message
+        );
+        let body = json!({"model": "e", "input": vec!["a"; limits::MAX_EMBEDDING_INPUTS]});
+        assert!(parse(body.to_string().as_bytes()).is_ok());
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl Default for AdmissionLimits {
 }
 
 /// A place in the admission queue, released on drop.
-struct Queued<'a>(&'a AtomicUsize);
+pub struct Queued<'a>(&'a AtomicUsize);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
@@ -55,29 +55,29 @@ impl Admission {
         }
     }
 
-    /// Chooses an untried worker for `request` without waiting: the policy's choice among those
-    /// with room, or among all when every one is full. `None` when none is left to try.
-    pub fn pick(
-        registry: &Registry,
-        policy: &dyn Policy,
-        request: &ChatRequest,
-        tried: &HashSet<String>,
-    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
-        let candidates = candidates::for_chat(registry, request, tried)?;
-        if candidates.is_empty() {
-            return Ok(None);
+    /// Requests waiting for capacity now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A place in the queue for a request that waits for room its own way (a tool call whose
+    /// workers all said they are full); `None` when the queue is full.
+    pub fn enqueue(&self) -> Option<Queued<'_>> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return None;
         }
-        let with_room: Vec<Arc<WorkerView>> = candidates
-            .iter()
-            .filter(|w| w.has_room())
-            .cloned()
-            .collect();
-        let pool = if with_room.is_empty() {
-            &candidates
-        } else {
-            &with_room
-        };
-        Ok(Some(pool[policy.select(pool)].clone()))
+        Some(Queued(&self.queued))
+    }
+
+    /// Waits until workers change (a request ends, gossip moves) or a short while passes; false
+    /// once `deadline` has passed.
+    pub async fn wait_change(registry: &Registry, deadline: tokio::time::Instant) -> bool {
+        let changed = registry.changed();
+        let notified = changed.notified();
+        let poll = tokio::time::Instant::now() + Duration::from_millis(250);
+        let _ = tokio::time::timeout_at(poll.min(deadline), notified).await;
+        tokio::time::Instant::now() < deadline
     }
 
     /// Chooses an untried worker with room for a generation, waiting for a slot when every
@@ -89,6 +89,21 @@ impl Admission {
         request: &ChatRequest,
         tried: &HashSet<String>,
     ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
+        self.admit_among(registry, policy, &request.model, || {
+            candidates::for_chat(registry, request, tried)
+        })
+        .await
+    }
+
+    /// Like [`Self::admit`] over the workers `find` lists (looked at again whenever workers
+    /// change), for requests that are not chats (embeddings); `model` names the refusal.
+    pub async fn admit_among(
+        &self,
+        registry: &Registry,
+        policy: &dyn Policy,
+        model: &str,
+        mut find: impl FnMut() -> Result<Vec<Arc<WorkerView>>, ForwardError>,
+    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
         let deadline = tokio::time::Instant::now() + self.limits.queue_timeout;
         let changed = registry.changed();
         let mut place = None;
@@ -97,7 +112,7 @@ impl Admission {
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let candidates = candidates::for_chat(registry, request, tried)?;
+            let candidates = find()?;
             if candidates.is_empty() {
                 return Ok(None);
             }
@@ -109,12 +124,12 @@ impl Admission {
             if place.is_none() {
                 if self.queued.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
-                    return Err(ForwardError::Overloaded(request.model.clone()));
+                    return Err(ForwardError::Overloaded(model.to_string()));
                 }
                 place = Some(Queued(&self.queued));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(ForwardError::Overloaded(request.model.clone()));
+                return Err(ForwardError::Overloaded(model.to_string()));
             }
         }
     }

@@ -5,6 +5,11 @@
 //! the stream to the generation layer: a worker that dies, drains or is full before that point
 //! costs a retry, not an error. Client errors (bad request, unknown model) are never retried.
 //!
+//! Workers are not trusted further than their certificate: a worker that does not answer within
+//! the first-frame deadline, sends a reply out of protocol or an event no request could produce
+//! (a tool-call index in the billions) is marked suspect, routed around, and the request goes
+//! elsewhere while nothing has reached the client.
+//!
 //! Jobs are split by file: [`candidates`] (who could serve it), [`admission`] (waiting for
 //! room), [`transport`] (how frames travel), [`reply`] (reading what comes back), [`retry`]
 //! (trying the next worker) and [`stream`] (a generation in progress).
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auxot_common::chat::{ChatEvent, ChatRequest};
+use auxot_common::completion::check_event;
 use auxot_common::embedding::{EmbedRequest, Embeddings};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult};
@@ -42,9 +48,43 @@ use crate::routing::Policy;
 /// Workers tried for one request before giving up.
 const MAX_ATTEMPTS: usize = 3;
 
-/// Longest wait for a worker's first output (a long prefill on a busy CPU worker can take
-/// minutes); past it the worker counts as wedged and the request moves on.
-const FIRST_OUTPUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for a token count (the worker only tokenizes).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a worker may take at each step of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardTimeouts {
+    /// From sending a request to the worker's first frame (`Accepted`, or a refusal): a worker
+    /// answers this at once, before any work, so a short wait tells a wedged one.
+    pub first_frame: Duration,
+    /// From the request to the first output (a long prefill on a busy CPU worker can take
+    /// minutes); past it the worker counts as wedged and the request moves on.
+    pub first_output: Duration,
+    /// Longest silence between two events of a generation.
+    pub stall: Duration,
+}
+
+impl Default for ForwardTimeouts {
+    fn default() -> Self {
+        ForwardTimeouts {
+            first_frame: Duration::from_secs(10),
+            first_output: Duration::from_secs(300),
+            stall: stream::STALL_TIMEOUT,
+        }
+    }
+}
+
+/// A short name for a reply, for messages (never the reply itself, which a worker chose).
+fn reply_kind(reply: &WireReply) -> &'static str {
+    match reply {
+        WireReply::Accepted { .. } => "accepted",
+        WireReply::Event(_) => "event",
+        WireReply::TokenCount { .. } => "token_count",
+        WireReply::ToolResult(_) => "tool_result",
+        WireReply::Embeddings(_) => "embeddings",
+        WireReply::Error(_) => "error",
+    }
+}
 
 /// Encodes a request for the wire once, so a request too large to send is the caller's 400 and
 /// never a worker's failure.
@@ -73,6 +113,7 @@ pub struct Forwarder {
     transport: Arc<dyn WorkerTransport>,
     policy: Box<dyn Policy>,
     admission: Admission,
+    timeouts: ForwardTimeouts,
 }
 
 impl Forwarder {
@@ -87,11 +128,28 @@ impl Forwarder {
             transport,
             policy,
             admission: Admission::new(limits),
+            timeouts: ForwardTimeouts::default(),
         }
+    }
+
+    /// Sets how long workers may take (the defaults otherwise).
+    pub fn with_timeouts(mut self, timeouts: ForwardTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The admission queue, shared with the tool calls.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Requests waiting for a worker with room now.
+    pub fn queued(&self) -> usize {
+        self.admission.queued()
     }
 
     /// Whether some ready worker could serve `request` (model, images), without choosing one.
@@ -113,6 +171,7 @@ impl Forwarder {
         let frame = encode(&WireRequest::Chat(request.clone()))?;
         let frame = &frame;
         retry(MAX_ATTEMPTS, exclude, |tried| async move {
+            let asked = std::time::Instant::now();
             let admitted = self
                 .admission
                 .admit(&self.registry, &*self.policy, request, &tried)
@@ -120,9 +179,18 @@ impl Forwarder {
             let Some(worker) = admitted else {
                 return Ok(Step::NoCandidate);
             };
+            let queued = asked.elapsed();
+            let outcome = match self.try_chat(&worker, request, frame).await {
+                Attempt::Done(mut stream) => {
+                    stream.trace.queued = queued;
+                    stream.trace.failovers = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+                    Attempt::Done(stream)
+                }
+                other => other,
+            };
             Ok(Step::Tried {
                 worker: worker.advert.node_id.clone(),
-                outcome: self.try_chat(&worker, request, frame).await,
+                outcome,
             })
         })
         .await
@@ -164,17 +232,25 @@ impl Forwarder {
             replies,
             self.registry.clone(),
             in_flight,
-        );
+        )
+        .with_stall_timeout(self.timeouts.stall);
         // Until output exists a failure is retried elsewhere. The prompt count is not output.
-        let deadline = Instant::now() + FIRST_OUTPUT_TIMEOUT;
+        let started = Instant::now();
+        let first_frame = started + self.timeouts.first_frame;
+        let first_output = started + self.timeouts.first_output;
+        let mut answered = false;
         let node = &worker.advert.node_id;
         loop {
-            let lost = match next_reply(stream.replies(), deadline).await {
-                Reply::Frame(WireReply::Accepted { model, .. }) => {
+            let deadline = if answered { first_output } else { first_frame };
+            let reply = next_reply(stream.replies(), deadline).await;
+            let (kind, fault) = match reply {
+                Reply::Frame(WireReply::Accepted { model, .. }) if !answered => {
+                    answered = true;
                     stream.model = model;
                     continue;
                 }
                 Reply::Frame(WireReply::Event(event @ ChatEvent::PromptTokens { .. })) => {
+                    answered = true;
                     stream.push_pending(event);
                     continue;
                 }
@@ -183,26 +259,35 @@ impl Forwarder {
                     stream.mark_finished();
                     return Attempt::from_error(error);
                 }
-                Reply::Frame(WireReply::Event(event)) => {
-                    stream.push_pending(event);
-                    return Attempt::Done(stream);
-                }
-                Reply::Frame(other) => {
-                    stream.mark_finished();
-                    return Attempt::Fail(RemoteError::internal(format!(
-                        "worker {node} sent an unexpected reply: {other:?}"
-                    )));
-                }
-                Reply::TimedOut => {
-                    format!("worker {node} produced nothing within {FIRST_OUTPUT_TIMEOUT:?}")
-                }
-                Reply::Finished | Reply::Broken(_) => {
-                    format!("worker {node} went away before answering")
-                }
+                Reply::Frame(WireReply::Event(event)) => match check_event(&event) {
+                    Ok(()) => {
+                        stream.trace.first_output_at = Some(std::time::Instant::now());
+                        stream.push_pending(event);
+                        return Attempt::Done(stream);
+                    }
+                    Err(why) => (ErrorKind::Upstream, format!("sent {why}")),
+                },
+                Reply::Frame(other) => (
+                    ErrorKind::Upstream,
+                    format!("sent an unexpected `{}` reply", reply_kind(&other)),
+                ),
+                Reply::TimedOut if !answered => (
+                    ErrorKind::Unavailable,
+                    format!("did not answer within {:?}", self.timeouts.first_frame),
+                ),
+                Reply::TimedOut => (
+                    ErrorKind::Unavailable,
+                    format!("produced nothing within {:?}", self.timeouts.first_output),
+                ),
+                Reply::Finished | Reply::Broken(_) => (
+                    ErrorKind::Unavailable,
+                    "went away before answering".to_string(),
+                ),
             };
             stream.mark_finished();
+            warn!(worker = %node, %fault, "worker failed a request: routing around it");
             self.registry.mark_failed(&worker.advert);
-            return Attempt::Retry(RemoteError::new(ErrorKind::Unavailable, lost));
+            return Attempt::Retry(RemoteError::new(kind, format!("worker {node} {fault}")));
         }
     }
 
@@ -236,15 +321,27 @@ impl Forwarder {
         let frame = encode(&WireRequest::CountTokens(request.clone()))?;
         let frame = &frame;
         retry(MAX_ATTEMPTS, &HashSet::new(), |tried| async move {
-            let Some(worker) = Admission::pick(&self.registry, &*self.policy, request, &tried)?
-            else {
+            // Through admission like a chat: a full cluster queues or refuses token counts too.
+            let admitted = self
+                .admission
+                .admit(&self.registry, &*self.policy, request, &tried)
+                .await?;
+            let Some(worker) = admitted else {
                 return Ok(Step::NoCandidate);
             };
-            let outcome = match self.call(&worker, frame, FIRST_OUTPUT_TIMEOUT).await {
+            let outcome = match self.call(&worker, frame, COUNT_TIMEOUT).await {
                 Ok(WireReply::TokenCount { tokens }) => Attempt::Done(tokens),
                 Ok(WireReply::Error(error)) => Attempt::from_error(error),
                 Ok(other) => {
-                    Attempt::Fail(RemoteError::internal(format!("unexpected reply {other:?}")))
+                    self.registry.mark_failed(&worker.advert);
+                    Attempt::Retry(RemoteError::new(
+                        ErrorKind::Upstream,
+                        format!(
+                            "worker {} sent an unexpected `{}` reply",
+                            worker.advert.node_id,
+                            reply_kind(&other)
+                        ),
+                    ))
                 }
                 Err(CallError::Lost(error)) => Attempt::Retry(error),
                 Err(CallError::TimedOut) => {
@@ -252,7 +349,7 @@ impl Forwarder {
                     Attempt::Retry(RemoteError::new(
                         ErrorKind::Unavailable,
                         format!(
-                            "worker {} did not answer within {FIRST_OUTPUT_TIMEOUT:?}",
+                            "worker {} did not answer within {COUNT_TIMEOUT:?}",
                             worker.advert.node_id
                         ),
                     ))
@@ -267,43 +364,57 @@ impl Forwarder {
     }
 
     /// Embeds texts on a worker serving the embedding model, retrying elsewhere when a worker
-    /// goes away (embedding has no side effects).
+    /// goes away (embedding has no side effects). Through admission like a chat.
     pub async fn embed(&self, request: &EmbedRequest) -> Result<Embeddings, ForwardError> {
         let frame = encode(&WireRequest::Embed(request.clone()))?;
         let frame = &frame;
+        let timeout = self.timeouts.first_output;
         retry(MAX_ATTEMPTS, &HashSet::new(), |tried| async move {
-            let candidates = candidates::for_embedding(&self.registry, &request.model, &tried)?;
-            if candidates.is_empty() {
+            let admitted = self
+                .admission
+                .admit_among(&self.registry, &*self.policy, &request.model, || {
+                    candidates::for_embedding(&self.registry, &request.model, &tried)
+                })
+                .await?;
+            let Some(worker) = admitted else {
                 return Ok(Step::NoCandidate);
-            }
-            let with_room: Vec<Arc<WorkerView>> = candidates
-                .iter()
-                .filter(|w| w.has_room())
-                .cloned()
-                .collect();
-            let pool = if with_room.is_empty() {
-                &candidates
-            } else {
-                &with_room
             };
-            let worker = pool[self.policy.select(pool)].clone();
-            let outcome = match self.call(&worker, frame, FIRST_OUTPUT_TIMEOUT).await {
-                Ok(WireReply::Embeddings(embeddings)) => Attempt::Done(embeddings),
+            let node = &worker.advert.node_id;
+            let outcome = match self.call(&worker, frame, timeout).await {
+                Ok(WireReply::Embeddings(embeddings))
+                    if embeddings.vectors.len() == request.inputs.len() =>
+                {
+                    Attempt::Done(embeddings)
+                }
                 Ok(WireReply::Error(error)) => Attempt::from_error(error),
                 Ok(other) => {
-                    Attempt::Fail(RemoteError::internal(format!("unexpected reply {other:?}")))
+                    // A reply no embedding request could produce: distrust the worker.
+                    let what = match &other {
+                        WireReply::Embeddings(e) => format!(
+                            "{} vectors for {} inputs",
+                            e.vectors.len(),
+                            request.inputs.len()
+                        ),
+                        other => format!("an unexpected `{}` reply", reply_kind(other)),
+                    };
+                    warn!(worker = %node, fault = %what, "worker failed a request: routing around it");
+                    self.registry.mark_failed(&worker.advert);
+                    Attempt::Retry(RemoteError::new(
+                        ErrorKind::Upstream,
+                        format!("worker {node} sent {what}"),
+                    ))
                 }
                 Err(CallError::Lost(error)) => Attempt::Retry(error),
-                Err(CallError::TimedOut) => Attempt::Fail(RemoteError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "worker {} did not answer within {FIRST_OUTPUT_TIMEOUT:?}",
-                        worker.advert.node_id
-                    ),
-                )),
+                Err(CallError::TimedOut) => {
+                    self.registry.mark_failed(&worker.advert);
+                    Attempt::Retry(RemoteError::new(
+                        ErrorKind::Unavailable,
+                        format!("worker {node} did not answer within {timeout:?}"),
+                    ))
+                }
             };
             Ok(Step::Tried {
-                worker: worker.advert.node_id.clone(),
+                worker: node.clone(),
                 outcome,
             })
         })
@@ -325,7 +436,17 @@ impl Forwarder {
         match self.call(worker, &frame, timeout).await {
             Ok(WireReply::ToolResult(result)) => Ok(result),
             Ok(WireReply::Error(error)) => Err(error),
-            Ok(other) => Err(RemoteError::internal(format!("unexpected reply {other:?}"))),
+            Ok(other) => {
+                self.registry.mark_failed(&worker.advert);
+                Err(RemoteError::new(
+                    ErrorKind::Upstream,
+                    format!(
+                        "tools worker {} sent an unexpected `{}` reply",
+                        worker.advert.node_id,
+                        reply_kind(&other)
+                    ),
+                ))
+            }
             Err(CallError::TimedOut) => Err(RemoteError::new(
                 ErrorKind::Timeout,
                 format!("tool `{}` timed out", call.tool),

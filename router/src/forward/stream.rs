@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auxot_common::chat::ChatEvent;
+use auxot_common::completion::check_event;
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::mesh::node::WorkerAdvert;
 use auxot_common::wire::WireReply;
@@ -17,12 +18,27 @@ use crate::registry::{InFlightGuard, Registry};
 /// Longest silence between two events of a generation before it is ended with an error.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How a generation reached its worker, for the request's metrics and log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    /// Workers given up on before this one.
+    pub failovers: u32,
+    /// Time spent waiting for a worker with room before this one was chosen.
+    pub queued: Duration,
+    /// When the request was written to this worker.
+    pub sent_at: std::time::Instant,
+    /// When this worker's first output arrived.
+    pub first_output_at: Option<std::time::Instant>,
+}
+
 /// A generation in progress on a worker.
 pub struct ChatStream {
     /// Model that serves the request (the real id when `auto` was asked for).
     pub model: String,
     /// Node id of the worker.
     pub worker: String,
+    /// When and after how many failovers it got here.
+    pub trace: Trace,
     replies: Box<dyn ReplyStream>,
     /// Events read ahead while deciding whether to retry.
     pending: VecDeque<ChatEvent>,
@@ -31,6 +47,8 @@ pub struct ChatStream {
     lost: bool,
     registry: Arc<Registry>,
     advert: WorkerAdvert,
+    /// Longest silence between two events.
+    stall: Duration,
     _in_flight: InFlightGuard,
 }
 
@@ -45,14 +63,27 @@ impl ChatStream {
         ChatStream {
             model,
             worker: advert.node_id.clone(),
+            // Built once the request is on its way to the worker.
+            trace: Trace {
+                failovers: 0,
+                queued: Duration::ZERO,
+                sent_at: std::time::Instant::now(),
+                first_output_at: None,
+            },
             replies,
             pending: VecDeque::new(),
             finished: false,
             lost: false,
             registry,
             advert,
+            stall: STALL_TIMEOUT,
             _in_flight: in_flight,
         }
+    }
+
+    pub(super) fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     pub(super) fn replies(&mut self) -> &mut dyn ReplyStream {
@@ -78,29 +109,31 @@ impl ChatStream {
         if self.finished {
             return None;
         }
-        let event = match next_reply(&mut *self.replies, Instant::now() + STALL_TIMEOUT).await {
-            Reply::Frame(WireReply::Event(event)) => event,
+        let event = match next_reply(&mut *self.replies, Instant::now() + self.stall).await {
+            Reply::Frame(WireReply::Event(event)) => match check_event(&event) {
+                Ok(()) => event,
+                Err(why) => self.lose(&format!("it sent {why}")),
+            },
             Reply::Frame(WireReply::Error(error)) => ChatEvent::Error(error),
-            Reply::Frame(other) => ChatEvent::Error(RemoteError::internal(format!(
-                "worker {} sent an unexpected reply: {other:?}",
-                self.worker
-            ))),
+            Reply::Frame(_) => self.lose("it sent a reply out of protocol"),
             Reply::Finished => self.lose("closed the stream before finishing"),
             Reply::Broken(why) => self.lose(&why),
-            Reply::TimedOut => self.lose(&format!("no event for {STALL_TIMEOUT:?}")),
+            Reply::TimedOut => self.lose(&format!("no event for {:?}", self.stall)),
         };
         self.note(&event);
         Some(event)
     }
 
-    /// Whether the worker vanished mid-generation; the generation can be redone elsewhere if
-    /// nothing reached the client yet.
+    /// Whether the worker vanished or misbehaved mid-generation; the generation can be redone
+    /// elsewhere if nothing reached the client yet.
     pub fn worker_lost(&self) -> bool {
         self.lost
     }
 
     fn lose(&mut self, why: &str) -> ChatEvent {
         self.lost = true;
+        // Whatever it still sends is not wanted.
+        self.replies.cancel();
         self.registry.mark_failed(&self.advert);
         ChatEvent::Error(RemoteError::new(
             ErrorKind::Upstream,

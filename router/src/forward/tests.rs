@@ -332,3 +332,59 @@ async fn token_counts_are_retried_like_chats() {
     );
     assert_eq!(fwd.count_tokens(&request()).await, Ok(9));
 }
+
+#[tokio::test]
+async fn token_counts_wait_for_room_like_chats() {
+    // One slot, taken by a generation: a token count must queue, not pile onto the worker.
+    let slow = Script::Replies {
+        replies: vec![accepted(), text("a")],
+        finish: false,
+    };
+    let limits = AdmissionLimits {
+        queue_timeout: Duration::from_millis(100),
+        max_queued: 4,
+    };
+    let (fwd, transport) = forwarder(&[("w1", 1, slow)], limits);
+    let held = fwd.chat(&request()).await.expect("first takes the slot");
+    assert_eq!(
+        fwd.count_tokens(&request()).await,
+        Err(ForwardError::Overloaded("auto".into()))
+    );
+    assert_eq!(transport.sent.lock().expect("lock").len(), 1);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_tool_call_index_beyond_any_request_is_a_worker_fault() {
+    let liar = Script::Replies {
+        replies: vec![
+            accepted(),
+            WireReply::Event(ChatEvent::ToolCall {
+                index: 4_000_000_000,
+                id: Some("c".into()),
+                name: Some("f".into()),
+                arguments: "{}".into(),
+            }),
+            WireReply::Event(ChatEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                stop_sequence: None,
+            }),
+        ],
+        finish: true,
+    };
+    let (fwd, transport) = forwarder(
+        &[("w1", 4, liar), ("w2", 4, answer("fine"))],
+        AdmissionLimits::default(),
+    );
+    let mut stream = fwd.chat(&request()).await.expect("stream");
+    assert_eq!(stream.worker, "w2", "the liar's reply was not taken");
+    assert_eq!(texts(&drain(&mut stream).await), "fine");
+    assert_eq!(*transport.sent.lock().expect("lock"), ["w1", "w2"]);
+    let routable: Vec<String> = fwd
+        .registry()
+        .routable()
+        .iter()
+        .map(|w| w.advert.node_id.clone())
+        .collect();
+    assert_eq!(routable, ["w2"], "the misbehaving worker is suspect");
+}

@@ -1,8 +1,11 @@
 //! The router's generation settings and the forwarder they work through, shared by every
 //! request (the tool loop keeps a handle to start later rounds).
 
+use std::sync::Arc;
+
 use super::images::FetchPolicy;
 use crate::forward::Forwarder;
+use crate::metrics::Metrics;
 
 /// What generations need: the forwarder and the router's generation settings.
 pub struct Generator {
@@ -13,6 +16,8 @@ pub struct Generator {
     pub mesh_tools_by_default: bool,
     /// Tool rounds the router runs for one request.
     pub max_tool_rounds: u32,
+    /// The router's metrics (tool calls are counted where they are run).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Generator {
@@ -22,7 +27,14 @@ impl Generator {
             image_policy,
             mesh_tools_by_default: false,
             max_tool_rounds: 4,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records into `metrics` (a fresh registry otherwise).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Sets the server-side tool loop defaults.

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use crate::error::ApiError;
 use crate::forward::retry::{retry, Attempt, Step};
-use crate::forward::stream::ChatStream;
+use crate::forward::stream::{ChatStream, Trace};
 
 mod generator;
 pub mod images;
@@ -44,6 +44,23 @@ impl Generation {
             Generation::Loop(tool_loop) => tool_loop.worker(),
         }
     }
+
+    /// How the request reached its worker (the first round's, for a tool loop).
+    pub fn trace(&self) -> Trace {
+        match self {
+            Generation::Direct(stream) => stream.trace,
+            Generation::Loop(tool_loop) => tool_loop.trace(),
+        }
+    }
+}
+
+/// A finished non-streaming generation.
+#[derive(Debug)]
+pub struct Completed {
+    pub completion: Completion,
+    /// The worker that served it (the first round's, for a tool loop).
+    pub worker: String,
+    pub trace: Trace,
 }
 
 impl EventSource for Generation {
@@ -102,25 +119,35 @@ async fn begin(
     Ok(Generation::Loop(Box::new(tool_loop)))
 }
 
-/// Runs a request to completion for a non-streaming answer; also returns the serving worker.
+/// Runs a request to completion for a non-streaming answer, with the worker that served it.
 /// Nothing reaches the client before the end, so a worker that vanishes mid-generation costs a
 /// redo on another worker, not an error.
 pub async fn complete(
     generator: &Arc<Generator>,
     mut request: ChatRequest,
     mesh: Option<&MeshTools>,
-) -> Result<(Completion, String), ApiError> {
+) -> Result<Completed, ApiError> {
     let mesh = prepare(generator, &mut request, mesh).await?;
     if !mesh.is_empty() {
         let mut generation = begin(generator, request, mesh).await?;
         let worker = generation.worker().to_string();
-        return Ok((collect(&mut generation).await?, worker));
+        let trace = generation.trace();
+        return Ok(Completed {
+            completion: collect(&mut generation, &worker).await?,
+            worker,
+            trace,
+        });
     }
     let request = &request;
     let done = retry(1 + MAX_REDOS, &HashSet::new(), |tried| async move {
         let mut stream = generator.forwarder.chat_excluding(request, &tried).await?;
-        let outcome = match collect(&mut stream).await {
-            Ok(completion) => Attempt::Done((completion, stream.worker.clone())),
+        let worker = stream.worker.clone();
+        let outcome = match collect(&mut stream, &worker).await {
+            Ok(completion) => Attempt::Done(Completed {
+                completion,
+                worker: stream.worker.clone(),
+                trace: stream.trace,
+            }),
             Err(error) if stream.worker_lost() => {
                 debug!(worker = %stream.worker, "worker lost mid-generation; redoing the request elsewhere");
                 Attempt::Retry(error)
@@ -136,11 +163,21 @@ pub async fn complete(
     Ok(done)
 }
 
-/// Collects a whole generation; an error event or a stream that ends early is an error.
-pub async fn collect(source: &mut impl EventSource) -> Result<Completion, RemoteError> {
+/// Collects a whole generation served by `worker`; an error event, a stream that ends early or
+/// an answer past the collecting limits is an error.
+pub async fn collect(
+    source: &mut impl EventSource,
+    worker: &str,
+) -> Result<Completion, RemoteError> {
     let mut completion = Completion::new(source.model().to_string());
     while let Some(event) = source.next().await {
-        completion.apply(&event);
+        // Dropping the source on the way out tells the worker to stop.
+        completion.apply(&event).map_err(|why| {
+            RemoteError::new(
+                ErrorKind::Upstream,
+                format!("worker {worker} sent {why} for one answer"),
+            )
+        })?;
     }
     if let Some(error) = completion.error.take() {
         return Err(error);

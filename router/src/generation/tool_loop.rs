@@ -24,7 +24,7 @@ use super::generator::Generator;
 use super::source::EventSource;
 use super::tools;
 use crate::error::ApiError;
-use crate::forward::stream::ChatStream;
+use crate::forward::stream::{ChatStream, Trace};
 
 /// Which mesh tools a request opts into.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -107,6 +107,8 @@ pub struct ToolLoop {
     model: String,
     /// The first round's worker.
     worker: String,
+    /// How the first round reached its worker.
+    trace: Trace,
     /// Events ready to hand out.
     ready: VecDeque<ChatEvent>,
     /// This round so far, to replay it into the conversation.
@@ -132,6 +134,7 @@ impl ToolLoop {
         Ok(ToolLoop {
             model: stream.model.clone(),
             worker: stream.worker.clone(),
+            trace: stream.trace,
             generator,
             request,
             mesh,
@@ -148,6 +151,10 @@ impl ToolLoop {
 
     pub fn worker(&self) -> &str {
         &self.worker
+    }
+
+    pub fn trace(&self) -> Trace {
+        self.trace
     }
 
     fn all_calls_are_mesh(&self) -> bool {
@@ -214,7 +221,17 @@ impl ToolLoop {
 
     /// Handles one event of the current round.
     async fn on_event(&mut self, event: ChatEvent) {
-        self.round.apply(&event);
+        if let Err(why) = self.round.apply(&event) {
+            // The round's answer is held to replay it: it must stay within the limits.
+            self.current = None;
+            self.ready
+                .push_back(ChatEvent::Error(auxot_common::error::RemoteError::new(
+                    auxot_common::error::ErrorKind::Upstream,
+                    format!("a tool round's answer held {why}"),
+                )));
+            self.done = true;
+            return;
+        }
         match event {
             // The first round's prompt count opens the stream; totals come at the end.
             ChatEvent::PromptTokens { .. } => {

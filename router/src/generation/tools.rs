@@ -4,6 +4,11 @@
 //! so a bad call is a 400 that says which field is wrong. A call goes to the least-loaded worker
 //! that has the tool; if that worker dies mid-call (or cannot run it now) the call is tried once
 //! more elsewhere. Used by the Tools API and by the server-side tool loop.
+//!
+//! Tool calls go through admission like chats: a tools worker runs a bounded number of calls
+//! and refuses more as overloaded; when every worker with the tool is full, the call waits in
+//! this router's admission queue (`--max-queued`, `--queue-timeout-ms`) for one to free up, and
+//! is refused with 429 and `Retry-After` past that.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +19,9 @@ use serde_json::Value;
 
 use super::generator::Generator;
 use crate::error::ApiError;
+use crate::forward::admission::Admission;
 use crate::forward::candidates;
+use crate::forward::error::ForwardError;
 use crate::forward::retry::{retry, Attempt, Step};
 use crate::registry::Registry;
 
@@ -88,7 +95,42 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
     let call = &ToolCallRequest {
         tool: name.to_string(),
         input,
+        request_id: Some(crate::ids::request_id()),
     };
+    let admission = generator.forwarder.admission();
+    let deadline = tokio::time::Instant::now() + admission.limits.queue_timeout;
+    let mut place = None;
+    loop {
+        match run_once(generator, registry, name, call).await {
+            Err(error) if error.kind == ErrorKind::Overloaded => {
+                if place.is_none() {
+                    place = Some(admission.enqueue().ok_or_else(|| full(name))?);
+                }
+                if !Admission::wait_change(registry, deadline).await {
+                    return Err(full(name));
+                }
+            }
+            outcome => return Ok(outcome?),
+        }
+    }
+}
+
+fn full(name: &str) -> ApiError {
+    ApiError::new(
+        crate::error::Fault::Overloaded,
+        format!(
+            "every tools worker with `{name}` is running all the calls it takes; retry shortly"
+        ),
+    )
+}
+
+/// One try on the workers with the tool, the next one after a worker that cannot run it.
+async fn run_once(
+    generator: &Generator,
+    registry: &Registry,
+    name: &str,
+    call: &ToolCallRequest,
+) -> Result<Value, RemoteError> {
     // The tool is in the catalog, so some worker has it: the loop only ends without a result
     // when every one it tried failed, and then reports the last failure.
     let result = retry(ATTEMPTS, &Default::default(), |tried| async move {
@@ -104,10 +146,10 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
             .await
         {
             Ok(ToolCallResult::Ok { result }) => Attempt::Done(result),
-            // This worker cannot run it now (not configured, program missing), or went away
-            // mid-call: another may.
+            // This worker cannot run it now (not configured, program missing, every slot
+            // taken), or went away mid-call: another may.
             Ok(ToolCallResult::Failed { error }) | Err(error)
-                if error.kind == ErrorKind::Unavailable =>
+                if matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Overloaded) =>
             {
                 Attempt::Retry(error)
             }
@@ -118,8 +160,17 @@ pub async fn run(generator: &Generator, name: &str, input: Value) -> Result<Valu
             outcome,
         })
     })
-    .await?;
-    Ok(result)
+    .await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ForwardError::Remote(error)) => error.kind.as_str(),
+        Err(_) => "error",
+    };
+    generator.metrics.tool_called(name, outcome);
+    result.map_err(|error| match error {
+        ForwardError::Remote(remote) => remote,
+        other => ApiError::from(other).to_remote(),
+    })
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use auxot_common::chat::{ChatEvent, ChatRequest, Message, Role};
+use auxot_common::mesh::identity::TrustPolicy;
 use auxot_common::mesh::quic::QuicEndpoint;
-use auxot_common::mesh::tls::NodeIdentity;
-use auxot_common::secret::ClusterSecret;
+use auxot_common::pki::never_revoked;
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest};
 use auxot_tests::load::{by_worker, imbalance, one, quantile, Outcome};
 use auxot_tests::{Cluster, WorkerOptions};
@@ -77,9 +77,14 @@ async fn baseline(
     worker: &str,
     addr: SocketAddr,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
-    let secret = ClusterSecret::from_join_token(&cluster.join_token)?;
-    let identity = NodeIdentity::issue(&secret, "bench-client")?;
-    let endpoint = QuicEndpoint::bind(&identity, "127.0.0.1:0".parse()?, false)?;
+    // The baseline dials the worker as a router would, with a router certificate.
+    let identity = cluster.identity("bench-client", auxot_common::pki::Role::Router);
+    let policy = TrustPolicy {
+        accept_from: Vec::new(),
+        dial: vec![auxot_common::pki::Role::Worker],
+        revoked: never_revoked(),
+    };
+    let endpoint = QuicEndpoint::bind(&identity, &policy, "127.0.0.1:0".parse()?, false)?;
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -114,7 +119,11 @@ fn ms(d: Duration) -> f64 {
 
 async fn health(cluster: &Cluster, router: usize) -> Value {
     let url = format!("{}/health", cluster.router_url(router));
-    match reqwest::get(url).await {
+    // With the key, `/health` details the workers.
+    let request = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&cluster.api_key);
+    match request.send().await {
         Ok(response) => response.json().await.unwrap_or_default(),
         Err(_) => Value::Null,
     }

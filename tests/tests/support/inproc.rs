@@ -8,6 +8,9 @@
 //! It lives beside the tests rather than in the `auxot_tests` library so that only the test
 //! binaries that include it link the worker library and mistral.rs.
 
+// Each test binary that includes this module uses part of it.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 use auxot_router::{Listeners as RouterListeners, RouterHandle};
@@ -48,6 +51,7 @@ impl InProcessWorker {
 pub struct InProcessCluster {
     pub dir: tempfile::TempDir,
     pub api_key: String,
+    pub admin_key: String,
     pub join_token: String,
     pub routers: Vec<RouterHandle>,
     pub workers: Vec<WorkerHandle>,
@@ -59,10 +63,11 @@ impl InProcessCluster {
     pub async fn create(routers: usize, workers: &[InProcessWorker]) -> InProcessCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        let out = auxot_router::store::setup(&data, "test").expect("setup");
+        let out = auxot_router::store::setup(&data, "test", None).expect("setup");
         let mut cluster = InProcessCluster {
             dir,
-            api_key: out.api_key,
+            api_key: out.api_key.expect("api key"),
+            admin_key: out.admin_key,
             join_token: out.join_token,
             routers: Vec::new(),
             workers: Vec::new(),
@@ -135,7 +140,10 @@ impl InProcessCluster {
 
     /// Router `index`'s `/health`.
     pub async fn health(&self, index: usize) -> Value {
-        reqwest::get(format!("{}/health", self.router_url(index)))
+        reqwest::Client::new()
+            .get(format!("{}/health", self.router_url(index)))
+            .bearer_auth(&self.api_key)
+            .send()
             .await
             .expect("health")
             .json()

@@ -5,8 +5,12 @@
 //! exit or output that is not JSON is the program failing, reported as Upstream with the end of
 //! its stderr, where programs explain themselves. The child is killed when the call is dropped
 //! (`kill_on_drop`), which is how both this tool's own `timeout_secs` and the runner's limit stop
-//! it; a grandchild that detaches from the process is not tracked. Stdout is read up to the
+//! it. Stdout is read up to the
 //! runner's output limit so a runaway program cannot fill the worker's memory.
+//!
+//! Each call's program leads a process group of its own, and the whole group is killed when the
+//! call ends (finished, timed out or abandoned): a program that started children of its own
+//! (`sh -c 'x & y'`, a daemonizing helper) cannot leave them running after its call.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -23,6 +27,16 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use super::input;
 use super::process_env::child_env;
 use super::runner::{check_tool_name, Tool};
+
+/// A call's process group, killed whole when dropped.
+struct ProcessGroup(nix::unistd::Pid);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // Gone already (ESRCH) is fine: nothing was left behind.
+        let _ = nix::sys::signal::killpg(self.0, nix::sys::signal::Signal::SIGKILL);
+    }
+}
 
 /// Stderr kept for error messages, and the part of it shown.
 const STDERR_KEPT_BYTES: usize = 64 * 1024;
@@ -109,6 +123,8 @@ impl CommandTool {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own group, led by the program: its children are in it too.
+            .process_group(0)
             .spawn()
             .map_err(|err| {
                 // Another worker may have the program: Unavailable lets the router try it.
@@ -117,6 +133,10 @@ impl CommandTool {
                     format!("tool `{name}`: could not start `{}`: {err}", self.program),
                 )
             })?;
+        let _group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(|pid| ProcessGroup(nix::unistd::Pid::from_raw(pid)));
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -308,6 +328,34 @@ mod tests {
             "tool `slow` did not finish within 1s and was stopped"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_programs_children_are_stopped_with_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pidfile = dir.path().join("grandchild.pid");
+        // The program starts a grandchild that would outlive it, then waits.
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let tool = sh("spawner", &script, Some(1));
+        let err = tool.call(json!({"text": "x"})).await.expect_err("timeout");
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        let pid = std::fs::read_to_string(&pidfile).expect("the grandchild's pid");
+        let proc_dir = format!("/proc/{}", pid.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for init to reap it.
+        let alive = || {
+            std::fs::read_to_string(format!("{proc_dir}/stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false)
+        };
+        while alive() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !alive(),
+            "the grandchild {} survived the timeout",
+            pid.trim()
+        );
     }
 
     #[tokio::test]

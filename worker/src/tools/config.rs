@@ -89,6 +89,20 @@ pub struct LimitsConfig {
     pub timeout_secs: u64,
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: usize,
+    /// Calls run at once on this worker.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Calls that may wait for a free slot; more are refused as overloaded (429).
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+}
+
+fn default_max_concurrent() -> usize {
+    CallLimits::default().max_concurrent
+}
+
+fn default_max_queued() -> usize {
+    CallLimits::default().max_queued
 }
 
 fn default_timeout_secs() -> u64 {
@@ -104,6 +118,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             timeout_secs: default_timeout_secs(),
             max_output_bytes: default_max_output_bytes(),
+            max_concurrent: default_max_concurrent(),
+            max_queued: default_max_queued(),
         }
     }
 }
@@ -126,8 +142,13 @@ pub fn parse(text: &str) -> anyhow::Result<ToolsConfig> {
 impl ToolsConfig {
     /// Checks what serde cannot, section by section, then what spans sections (unique names).
     fn check(&self) -> anyhow::Result<()> {
-        if self.limits.timeout_secs == 0 || self.limits.max_output_bytes == 0 {
-            bail!("[limits] timeout_secs and max_output_bytes must be greater than 0");
+        if self.limits.timeout_secs == 0
+            || self.limits.max_output_bytes == 0
+            || self.limits.max_concurrent == 0
+        {
+            bail!(
+                "[limits] timeout_secs, max_output_bytes and max_concurrent must be greater than 0"
+            );
         }
         self.web_search.check()?;
         self.web_fetch.check()?;
@@ -155,6 +176,8 @@ pub async fn build(config: ToolsConfig) -> anyhow::Result<ToolRunner> {
     let limits = CallLimits {
         timeout: Duration::from_secs(config.limits.timeout_secs),
         max_output_bytes: config.limits.max_output_bytes,
+        max_concurrent: config.limits.max_concurrent,
+        max_queued: config.limits.max_queued,
     };
     // Where each tool came from, to name both sides of a clash.
     let mut tools: Vec<(String, Arc<dyn Tool>)> = vec![

@@ -11,6 +11,7 @@
 
 mod command;
 pub mod config;
+mod html_depth;
 mod http;
 mod input;
 mod mcp;

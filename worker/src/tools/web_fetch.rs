@@ -312,12 +312,15 @@ fn decode(content_type: &str, body: &[u8]) -> String {
     }
 }
 
+/// The page as Markdown. The converter recurses per element level, so the nesting is limited
+/// first: a page nested deeper than any real one cannot overflow the converting thread's stack.
 fn html_to_markdown(html: &str) -> String {
+    let html = super::html_depth::limit_depth(html, super::html_depth::MAX_HTML_DEPTH);
     let converter = htmd::HtmlToMarkdown::builder()
         .skip_tags(SKIPPED_TAGS.to_vec())
         .build();
     // htmd only fails on I/O errors of its in-memory parser; fall back to the raw text.
-    converter.convert(html).unwrap_or_else(|_| html.to_string())
+    converter.convert(&html).unwrap_or(html)
 }
 
 #[async_trait]
@@ -432,6 +435,30 @@ mod tests {
             _ => Reply::status(404, "not here"),
         })
         .await
+    }
+
+    #[test]
+    fn deeply_nested_html_converts_without_exhausting_the_stack() {
+        // 100 000 unclosed elements: a recursive converter overflows any thread's stack.
+        let depth = 100_000;
+        let html = format!(
+            "<html><body>{}<p>deep text</p>{}<p>after</p></body></html>",
+            "<div><span>".repeat(depth / 2),
+            "</span></div>".repeat(depth / 2)
+        );
+        // The size of the blocking pool's threads, where pages are converted.
+        let converted = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || html_to_markdown(&html))
+            .expect("thread")
+            .join()
+            .expect("converted without overflowing the stack");
+        assert!(
+            converted.contains("deep text"),
+            "{}",
+            &converted[..converted.len().min(200)]
+        );
+        assert!(converted.contains("after"));
     }
 
     #[tokio::test]

@@ -8,11 +8,12 @@ use crate::ids;
 fn error_type(fault: Fault) -> &'static str {
     match fault {
         Fault::Unauthorized => "authentication_error",
+        Fault::Forbidden => "permission_error",
         Fault::PayloadTooLarge => "request_too_large",
         Fault::InvalidRequest | Fault::MethodNotAllowed => "invalid_request_error",
         Fault::NotFound => "not_found_error",
         Fault::Overloaded => "overloaded_error",
-        Fault::Timeout => "timeout_error",
+        Fault::Timeout | Fault::RequestTimeout => "timeout_error",
         Fault::Unavailable | Fault::Upstream | Fault::Internal => "api_error",
     }
 }
@@ -38,6 +39,7 @@ mod tests {
             (Fault::PayloadTooLarge, "request_too_large"),
             (Fault::NotFound, "not_found_error"),
             (Fault::Overloaded, "overloaded_error"),
+            (Fault::RequestTimeout, "timeout_error"),
             (Fault::Unavailable, "api_error"),
             (Fault::Internal, "api_error"),
         ];

@@ -44,10 +44,8 @@ impl StreamRenderer for Renderer {
 /// Parses and translates a Messages body; `need_max_tokens` is false for count_tokens, which
 /// takes the same body without it.
 pub fn parse(body: &[u8], need_max_tokens: bool) -> Result<request::Translated, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-    request::check_required(&value, need_max_tokens)?;
-    let parsed: request::MessagesRequest = serde_json::from_value(value)
+    crate::limits::check_json_depth(body)?;
+    let parsed: request::MessagesRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     request::translate(parsed, need_max_tokens)
 }

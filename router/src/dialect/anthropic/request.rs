@@ -12,13 +12,16 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::generation::images;
 use crate::generation::tool_loop::MeshTools;
+use crate::limits::{self, ImageCount, Shape};
 
+/// The request body, parsed straight into types (never a `Value` tree of the whole body).
+/// `model` and `messages` are optional here only so that their absence gets Anthropic's wording.
 #[derive(Debug, Deserialize)]
 pub struct MessagesRequest {
-    pub model: String,
+    pub model: Option<String>,
     /// Required by `messages`, absent from `count_tokens`.
     pub max_tokens: Option<u32>,
-    pub messages: Vec<InputMessage>,
+    pub messages: Option<Vec<InputMessage>>,
     pub system: Option<System>,
     #[serde(default)]
     pub stop_sequences: Vec<String>,
@@ -146,24 +149,22 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::invalid(message)
 }
 
-/// Checks the fields Anthropic requires before typed parsing, for its error wording.
-pub fn check_required(body: &Value, need_max_tokens: bool) -> Result<(), ApiError> {
-    let Some(object) = body.as_object() else {
-        return Err(invalid("request body must be a JSON object"));
-    };
-    let mut required = vec!["model", "messages"];
-    if need_max_tokens {
-        required.insert(0, "max_tokens");
+/// Checks the fields Anthropic requires, in its wording.
+fn check_required(body: &MessagesRequest, need_max_tokens: bool) -> Result<(), ApiError> {
+    if need_max_tokens && body.max_tokens.is_none() {
+        return Err(invalid("max_tokens: Field required"));
     }
-    for field in required {
-        if !object.contains_key(field) {
-            return Err(invalid(format!("{field}: Field required")));
-        }
+    if body.model.is_none() {
+        return Err(invalid("model: Field required"));
+    }
+    if body.messages.is_none() {
+        return Err(invalid("messages: Field required"));
     }
     Ok(())
 }
 
-fn image(source: ImageSource, at: &str) -> Result<Part, ApiError> {
+fn image(source: ImageSource, at: &str, seen: &mut ImageCount) -> Result<Part, ApiError> {
+    seen.add(at)?;
     match source {
         ImageSource::Base64 { media_type, data } => {
             if !media_type.starts_with("image/") {
@@ -193,6 +194,7 @@ fn tool_result_parts(
         None => Ok((String::new(), Vec::new())),
         Some(ToolResultContent::Text(text)) => Ok((text, Vec::new())),
         Some(ToolResultContent::Blocks(blocks)) => {
+            limits::check(Shape::Parts, &format!("{at}.content"), blocks.len())?;
             let mut texts = Vec::new();
             let mut images = Vec::new();
             for block in blocks {
@@ -214,7 +216,12 @@ fn tool_result_parts(
 /// Appends the canonical messages for one Anthropic message. A user message's tool results
 /// become tool messages ahead of the rest of its content, which is the order chat templates
 /// expect.
-fn push_message(out: &mut Vec<Message>, index: usize, input: InputMessage) -> Result<(), ApiError> {
+fn push_message(
+    out: &mut Vec<Message>,
+    index: usize,
+    input: InputMessage,
+    images_seen: &mut ImageCount,
+) -> Result<(), ApiError> {
     let role = match input.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
@@ -228,6 +235,11 @@ fn push_message(out: &mut Vec<Message>, index: usize, input: InputMessage) -> Re
         Content::Text(text) => vec![Block::Text { text }],
         Content::Blocks(blocks) => blocks,
     };
+    limits::check(
+        Shape::Parts,
+        &format!("messages.{index}.content"),
+        blocks.len(),
+    )?;
     let mut content = Vec::new();
     for (b, block) in blocks.into_iter().enumerate() {
         let at = format!("messages.{index}.content.{b}");
@@ -236,7 +248,7 @@ fn push_message(out: &mut Vec<Message>, index: usize, input: InputMessage) -> Re
                 return Err(invalid(format!("{at}.text: text content blocks must be non-empty")))
             }
             (_, Block::Text { text }) => content.push(Part::Text { text }),
-            (Role::User, Block::Image { source }) => content.push(image(source, &at)?),
+            (Role::User, Block::Image { source }) => content.push(image(source, &at, images_seen)?),
             (Role::User, Block::ToolResult { tool_use_id, content: result, is_error }) => {
                 let (text, images) = tool_result_parts(result, &at)?;
                 out.push(Message {
@@ -249,7 +261,7 @@ fn push_message(out: &mut Vec<Message>, index: usize, input: InputMessage) -> Re
                 });
                 // The images follow the tool results, in the user turn that comes after them.
                 for source in images {
-                    content.push(image(source, &at)?);
+                    content.push(image(source, &at, images_seen)?);
                 }
             }
             (Role::Assistant, Block::ToolUse { id, name, input }) => {
@@ -276,9 +288,15 @@ fn push_message(out: &mut Vec<Message>, index: usize, input: InputMessage) -> Re
 
 /// Translates and validates a request (`need_max_tokens` is false for count_tokens).
 pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Translated, ApiError> {
-    if input.messages.is_empty() {
+    check_required(&input, need_max_tokens)?;
+    let model = input.model.unwrap_or_default();
+    let input_messages = input.messages.unwrap_or_default();
+    if input_messages.is_empty() {
         return Err(invalid("messages: at least one message is required"));
     }
+    limits::check(Shape::Messages, "messages", input_messages.len())?;
+    limits::check(Shape::Tools, "tools", input.tools.len())?;
+    limits::check_stops("stop_sequences", input.stop_sequences.iter())?;
     if need_max_tokens && input.max_tokens == Some(0) {
         return Err(invalid(
             "max_tokens: Input should be greater than or equal to 1",
@@ -301,6 +319,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         None => {}
         Some(System::Text(text)) => messages.push(Message::text(Role::System, text)),
         Some(System::Blocks(blocks)) => {
+            limits::check(Shape::Parts, "system", blocks.len())?;
             let mut texts = Vec::new();
             for (i, block) in blocks.into_iter().enumerate() {
                 if block.kind != "text" {
@@ -313,8 +332,9 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
             messages.push(Message::text(Role::System, texts.join("\n\n")));
         }
     }
-    for (i, message) in input.messages.into_iter().enumerate() {
-        push_message(&mut messages, i, message)?;
+    let mut images_seen = ImageCount::default();
+    for (i, message) in input_messages.into_iter().enumerate() {
+        push_message(&mut messages, i, message, &mut images_seen)?;
     }
     let tools: Vec<ToolSpec> = input
         .tools
@@ -361,7 +381,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
     };
     Ok(Translated {
         request: ChatRequest {
-            model: input.model,
+            model,
             messages,
             prompt: None,
             tools,
@@ -379,6 +399,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
             reasoning,
             // A stream reports the prompt size in its first event.
             prompt_tokens_first: input.stream,
+            request_id: None,
         },
         stream: input.stream,
         mesh_tools: input.auxot_mesh_tools,
@@ -391,7 +412,6 @@ mod tests {
     use serde_json::json;
 
     fn parse(body: Value) -> Result<Translated, ApiError> {
-        check_required(&body, true)?;
         let request: MessagesRequest =
             serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
         translate(request, true)
@@ -534,6 +554,29 @@ mod tests {
         );
         assert_eq!(t.request.tool_choice, ToolChoice::Function("f".into()));
         assert_eq!(t.request.tools[0].parameters["type"], "object");
+    }
+
+    #[test]
+    fn shapes_over_the_limits_name_them() {
+        let user = json!({"role": "user", "content": "x"});
+        let cases = [
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [user], "stop_sequences": vec!["s"; 17]}),
+                "stop_sequences: 17 stop strings exceed the limit of 16",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": vec![user.clone(); 2049]}),
+                "messages: 2049 messages exceed the limit of 2048",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [user], "tools": vec![json!({"name": "f"}); 257]}),
+                "tools: 257 tools exceed the limit of 256",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).expect_err("over a limit");
+            assert_eq!(err.message, expected);
+        }
     }
 
     #[test]

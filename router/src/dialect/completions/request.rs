@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::limits;
 
 /// OpenAI's default `max_tokens` for completions (chat has none).
 pub const DEFAULT_MAX_TOKENS: u32 = 16;
@@ -99,9 +100,11 @@ fn stop(value: Option<Value>) -> Result<Vec<String>, ApiError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid("stop: must be a string or a list of strings")),
     };
+    // OpenAI's own rule; the shared caps bound their length.
     if stop.len() > 4 {
         return Err(invalid("stop: at most 4 sequences"));
     }
+    limits::check_stops("stop", stop.iter())?;
     Ok(stop)
 }
 
@@ -231,6 +234,10 @@ mod tests {
             (
                 json!({"model": "m", "prompt": "x", "max_tokens": 0}),
                 "max_tokens",
+            ),
+            (
+                json!({"model": "m", "prompt": "x", "stop": ["a".repeat(257)]}),
+                "stop[0]: 257 bytes in a stop string exceed the limit of 256",
             ),
             (
                 json!({"model": "m", "prompt": "x", "temperature": 9}),

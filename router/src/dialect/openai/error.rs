@@ -7,13 +7,14 @@ use crate::error::{ApiError, Fault};
 fn error_type(fault: Fault) -> &'static str {
     match fault {
         Fault::Unauthorized => "authentication_error",
+        Fault::Forbidden => "permission_error",
         Fault::InvalidRequest | Fault::MethodNotAllowed | Fault::PayloadTooLarge => {
             "invalid_request_error"
         }
         Fault::NotFound => "not_found_error",
         Fault::Overloaded => "rate_limit_error",
         Fault::Unavailable => "service_unavailable",
-        Fault::Timeout => "timeout_error",
+        Fault::Timeout | Fault::RequestTimeout => "timeout_error",
         Fault::Upstream | Fault::Internal => "server_error",
     }
 }
@@ -50,6 +51,7 @@ mod tests {
             (Fault::NotFound, "not_found_error", json!("not_found")),
             (Fault::Overloaded, "rate_limit_error", json!("overloaded")),
             (Fault::Unavailable, "service_unavailable", Value::Null),
+            (Fault::RequestTimeout, "timeout_error", Value::Null),
             (Fault::Internal, "server_error", Value::Null),
         ];
         for (fault, ty, code) in cases {

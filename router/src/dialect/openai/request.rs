@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::generation::images;
 use crate::generation::tool_loop::MeshTools;
+use crate::limits::{self, ImageCount, Shape};
 
 /// The request body, as far as auxot reads it. Unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -145,7 +146,11 @@ fn role(name: &str, index: usize) -> Result<Role, ApiError> {
     }
 }
 
-fn message(index: usize, input: ChatMessage) -> Result<Message, ApiError> {
+fn message(
+    index: usize,
+    input: ChatMessage,
+    images_seen: &mut ImageCount,
+) -> Result<Message, ApiError> {
     let role = role(&input.role, index)?;
     let mut content = Vec::new();
     if let Some(reasoning) = input.reasoning_content.filter(|r| !r.is_empty()) {
@@ -159,6 +164,11 @@ fn message(index: usize, input: ChatMessage) -> Result<Message, ApiError> {
         None => {}
         Some(Content::Text(text)) => texts.push(Part::Text { text }),
         Some(Content::Parts(parts)) => {
+            limits::check(
+                Shape::Parts,
+                &format!("messages[{index}].content"),
+                parts.len(),
+            )?;
             for (part_index, part) in parts.into_iter().enumerate() {
                 match part {
                     ContentPart::Text { text } => texts.push(Part::Text { text }),
@@ -169,6 +179,7 @@ fn message(index: usize, input: ChatMessage) -> Result<Message, ApiError> {
                             )));
                         }
                         let at = format!("messages[{index}].content[{part_index}].image_url.url");
+                        images_seen.add(&at)?;
                         match images::parse_data_url(&image_url.url) {
                             Some(image) => texts.push(Part::Image(
                                 image.map_err(|e| invalid(format!("{at}: {e}")))?,
@@ -210,7 +221,13 @@ fn message(index: usize, input: ChatMessage) -> Result<Message, ApiError> {
         return Ok(Message { role, content });
     }
     content.extend(texts);
-    for call in input.tool_calls.unwrap_or_default() {
+    let calls = input.tool_calls.unwrap_or_default();
+    limits::check(
+        Shape::Parts,
+        &format!("messages[{index}].tool_calls"),
+        calls.len(),
+    )?;
+    for call in calls {
         if role != Role::Assistant {
             return Err(invalid(format!(
                 "messages[{index}].tool_calls: only assistant messages carry tool calls"
@@ -285,6 +302,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
     if input.messages.is_empty() {
         return Err(invalid("messages: must contain at least one message"));
     }
+    limits::check(Shape::Messages, "messages", input.messages.len())?;
     if input.model.trim().is_empty() {
         return Err(invalid(
             "model: must not be empty (use \"auto\" for any model)",
@@ -317,12 +335,14 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
         Some(Stop::One(s)) => vec![s],
         Some(Stop::Many(v)) => v,
     };
+    // OpenAI's own rule; the shared caps bound their length.
     if stop.len() > 4 {
         return Err(invalid("stop: at most 4 sequences"));
     }
-    let tools: Vec<ToolSpec> = input
-        .tools
-        .unwrap_or_default()
+    limits::check_stops("stop", stop.iter())?;
+    let tools = input.tools.unwrap_or_default();
+    limits::check(Shape::Tools, "tools", tools.len())?;
+    let tools: Vec<ToolSpec> = tools
         .into_iter()
         .enumerate()
         .map(|(i, tool)| {
@@ -342,11 +362,12 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
         })
         .collect::<Result<_, _>>()?;
     let tool_choice = tool_choice(input.tool_choice)?;
+    let mut images_seen = ImageCount::default();
     let messages = input
         .messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| message(i, m))
+        .map(|(i, m)| message(i, m, &mut images_seen))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Translated {
         request: ChatRequest {
@@ -371,6 +392,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
                 budget_tokens: None,
             },
             prompt_tokens_first: false,
+            request_id: None,
         },
         stream: input.stream,
         include_usage: input.stream_options.is_some_and(|o| o.include_usage),
@@ -481,6 +503,31 @@ mod tests {
                 url: "https://example.com/cat.png".into()
             }
         );
+    }
+
+    #[test]
+    fn shapes_over_the_limits_name_them() {
+        let user = json!({"role": "user", "content": "x"});
+        let image =
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAEC"}});
+        let cases = [
+            (
+                json!({"model": "m", "messages": [user], "stop": ["y".repeat(257)]}),
+                "stop[0]: 257 bytes in a stop string exceed the limit of 256",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": vec![image; 21]}]}),
+                "messages[0].content[20].image_url.url: 21 images exceed the limit of 20",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": vec![json!({"type": "text", "text": "a"}); 513]}]}),
+                "messages[0].content: 513 content parts in one message exceed the limit of 512",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).expect_err("over a limit");
+            assert_eq!(err.message, expected);
+        }
     }
 
     #[test]

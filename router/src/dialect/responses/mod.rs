@@ -41,6 +41,7 @@ impl StreamRenderer for Renderer {
 
 /// Parses a body, opening the conversation behind `previous_response_id`.
 pub fn parse(body: &[u8], key: &Arc<state::StateKey>) -> Result<request::Translated, ApiError> {
+    crate::limits::check_json_depth(body)?;
     let parsed: request::ResponsesRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     let previous = match &parsed.previous_response_id {

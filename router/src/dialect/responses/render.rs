@@ -267,6 +267,9 @@ pub struct EventRenderer {
     items: Vec<Value>,
     /// The whole output so far, for the final id.
     done: Completion,
+    /// Why `done` stopped following the output (an answer over the collected-bytes cap): the
+    /// final id then cannot carry the conversation.
+    incomplete_record: Option<String>,
 }
 
 impl EventRenderer {
@@ -279,6 +282,7 @@ impl EventRenderer {
             started: false,
             open: None,
             items: Vec::new(),
+            incomplete_record: None,
         }
     }
 
@@ -402,7 +406,11 @@ impl EventRenderer {
     pub fn on_event(&mut self, event: &ChatEvent) -> Vec<(&'static str, Value)> {
         let mut out = Vec::new();
         self.start(&mut out);
-        self.done.apply(event);
+        if self.incomplete_record.is_none() {
+            if let Err(error) = self.done.apply(event) {
+                self.incomplete_record = Some(error.to_string());
+            }
+        }
         match event {
             ChatEvent::PromptTokens { .. } | ChatEvent::Usage(_) => {}
             ChatEvent::Reasoning { text } => {
@@ -488,7 +496,13 @@ impl EventRenderer {
             ChatEvent::Finish { .. } => {
                 self.close(&mut out);
                 let status = Status::of(&self.done);
-                let id = self.header.final_id(&self.done);
+                let id = match &self.incomplete_record {
+                    None => self.header.final_id(&self.done),
+                    Some(why) => {
+                        warn!(%why, "a streamed response's output was not recorded whole; previous_response_id will not work for it");
+                        self.header.provisional_id.clone()
+                    }
+                };
                 let usage = self.done.usage;
                 let body = self.snapshot(&id, &status, Some(&usage));
                 let name = if status == Status::Incomplete {

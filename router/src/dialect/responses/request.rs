@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::generation::images;
 use crate::generation::tool_loop::MeshTools;
+use crate::limits::{self, Shape};
 
 /// The request body, as far as auxot reads it. Unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -115,6 +116,7 @@ fn content(value: &Value, role: Role, at: &str) -> Result<Vec<Part>, ApiError> {
         Value::Array(parts) => parts,
         _ => return Err(invalid(format!("{at}.content: must be a string or a list"))),
     };
+    limits::check(Shape::Parts, &format!("{at}.content"), parts.len())?;
     let mut out = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let at = format!("{at}.content[{i}]");
@@ -452,6 +454,8 @@ pub fn translate(
     if conversation.len() == before && input.previous_response_id.is_none() {
         return Err(invalid("input: required (a string or a list of items)"));
     }
+    let tool_count = input.tools.as_ref().map_or(0, Vec::len);
+    limits::check(Shape::Tools, "tools", tool_count)?;
     let (tool_specs, echoed_tools) = tools(input.tools)?;
     let choice = tool_choice(input.tool_choice.as_ref())?;
     let (response_format, format_echo) = text_format(input.text.as_ref())?;
@@ -461,6 +465,14 @@ pub fn translate(
         messages.push(Message::text(Role::System, instructions.clone()));
     }
     messages.extend(conversation.iter().cloned());
+    // The whole conversation goes to the worker, the turns behind previous_response_id too.
+    limits::check(Shape::Messages, "input", messages.len())?;
+    let images = messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter(|p| matches!(p, Part::Image(_) | Part::ImageUrl { .. }))
+        .count();
+    limits::check(Shape::Images, "input", images)?;
     let echo = Echo {
         model: input.model.clone(),
         instructions: input.instructions,
@@ -634,6 +646,49 @@ mod tests {
         let t = parse(json!({"model": "m", "input": "x", "reasoning": {"effort": "none"}}))
             .expect("valid");
         assert_eq!(t.request.reasoning.enabled, Some(false));
+    }
+
+    #[test]
+    fn shapes_over_the_caps_are_refused() {
+        let tools: Vec<Value> = (0..=limits::MAX_TOOLS)
+            .map(|i| json!({"type": "function", "name": format!("f{i}")}))
+            .collect();
+        let error = parse(json!({"model": "m", "input": "x", "tools": tools})).expect_err("tools");
+        assert!(
+            error.message.contains("tools: 257 tools exceed"),
+            "{}",
+            error.message
+        );
+
+        let parts =
+            vec![json!({"type": "input_text", "text": "x"}); limits::MAX_PARTS_PER_MESSAGE + 1];
+        let error = parse(json!({"model": "m", "input": [{"role": "user", "content": parts}]}))
+            .expect_err("parts");
+        assert!(
+            error.message.contains("input[0].content: 513"),
+            "{}",
+            error.message
+        );
+
+        // The turns behind previous_response_id count too.
+        let previous = vec![Message::text(Role::User, "x"); limits::MAX_MESSAGES];
+        let error = parse_after(json!({"model": "m", "input": "one more"}), Some(previous))
+            .expect_err("messages");
+        assert!(
+            error.message.contains("input: 2049 messages exceed"),
+            "{}",
+            error.message
+        );
+
+        let image = json!({"type": "input_image", "image_url": "https://example.com/a.png"});
+        let parts = vec![image; limits::MAX_IMAGES + 1];
+        let error = parse(json!({"model": "m", "input": [{"role": "user", "content": parts}]}))
+            .expect_err("images");
+        assert!(
+            error.message.contains("21 images exceed"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
