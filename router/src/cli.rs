@@ -32,6 +32,8 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+// Parsed once at start: the size of the `serve` variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new cluster in the data directory and print its first API key, admin key and

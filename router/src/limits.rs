@@ -181,7 +181,7 @@ mod tests {
             .expect_err("many")
             .message
             .contains("stop strings exceed the limit"));
-        let long = vec!["ok".to_string(), "y".repeat(MAX_STOP_STRING_BYTES + 1)];
+        let long = ["ok".to_string(), "y".repeat(MAX_STOP_STRING_BYTES + 1)];
         let err = check_stops("stop_sequences", long.iter()).expect_err("long");
         assert!(
             err.message.starts_with("stop_sequences[1]: "),

@@ -54,6 +54,17 @@ def test_streamed_response_matches_the_plain_one(client, model):
     assert deltas == expected
     assert final.output_text == expected
     assert [e.sequence_number for e in events] == list(range(len(events)))
+    # A stream keeps one id, and the router that streamed it continues the conversation.
+    assert final.id == events[0].response.id
+    follow_up = client.responses.create(
+        model=model,
+        previous_response_id=final.id,
+        input="Repeat that.",
+        temperature=0,
+        max_output_tokens=5,
+    )
+    assert follow_up.previous_response_id == final.id
+    assert follow_up.usage.input_tokens > final.usage.input_tokens + final.usage.output_tokens
 
 
 def test_a_short_limit_is_incomplete(client, model):
@@ -73,7 +84,9 @@ def test_previous_response_id_carries_the_conversation(client, model):
         temperature=0,
         max_output_tokens=10,
     )
-    assert second.status == "completed"
+    # Ten tokens may cut the small model's answer short: either way it answered.
+    assert second.status in ("completed", "incomplete")
+    assert second.output_text
     assert second.previous_response_id == first.id
     # The second prompt holds the first exchange: more than its own words.
     alone = client.responses.create(

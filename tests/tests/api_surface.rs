@@ -5,7 +5,6 @@
 //! (`client_libraries.rs`).
 
 // Shared with other test binaries; this one uses only the synthetic engine.
-#[allow(dead_code)]
 #[path = "support/inproc.rs"]
 mod inproc;
 
@@ -118,6 +117,31 @@ async fn completions_responses_embeddings_reasoning_and_mcp() {
     assert_eq!(
         events.last().and_then(|e| e.event.as_deref()),
         Some("response.completed")
+    );
+    // One id from `response.created` to `response.completed`; the streaming router continues it,
+    // another router says why it cannot.
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|e| {
+            let body: Value = serde_json::from_str(&e.data).ok()?;
+            body["response"]["id"].as_str().map(str::to_string)
+        })
+        .collect();
+    assert!(
+        ids.len() >= 3 && ids.iter().all(|id| *id == ids[0]),
+        "{ids:?}"
+    );
+    let next = json!({"model": "auto", "input": "More.", "previous_response_id": ids[0]});
+    let (status, body) = post(&cluster, 0, "/api/openai/responses", next.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["previous_response_id"], ids[0]);
+    let (status, body) = post(&cluster, 1, "/api/openai/responses", next).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("continues only through the router that streamed it")),
+        "{body}"
     );
 
     // A conversation continues through the other router: routers share only responses.key.

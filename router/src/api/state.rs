@@ -55,6 +55,7 @@ impl AppState {
             // A key of this router's own until `with_response_key` gives the cluster's.
             dialects: DialectContext {
                 response_state: Arc::new(StateKey::random()),
+                streamed_responses: Arc::default(),
             },
         }
     }

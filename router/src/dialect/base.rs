@@ -8,7 +8,7 @@ use auxot_common::completion::Completion;
 use auxot_common::mesh::node::ModelInfo;
 use serde_json::Value;
 
-use super::responses::state::StateKey;
+use super::responses::state::{StateKey, StreamedResponses};
 use crate::error::{ApiError, DialectKind};
 use crate::generation::tool_loop::MeshTools;
 
@@ -17,6 +17,8 @@ use crate::generation::tool_loop::MeshTools;
 pub struct DialectContext {
     /// Seals and opens the conversations Responses API ids carry.
     pub response_state: Arc<StateKey>,
+    /// The conversations of the responses this router streamed, by their stream ids.
+    pub streamed_responses: Arc<StreamedResponses>,
 }
 
 /// One server-sent event: an optional `event:` name and its `data:` payload.

@@ -89,8 +89,8 @@ pub fn limit_depth(html: &str, max_depth: usize) -> String {
         let at = i + offset;
         out.push_str(&html[i..at]);
         let rest = &html[at + 1..];
-        if rest.starts_with("!--") {
-            let end = rest[3..]
+        if let Some(comment) = rest.strip_prefix("!--") {
+            let end = comment
                 .find("-->")
                 .map_or(html.len(), |e| at + 1 + 3 + e + 3);
             out.push_str(&html[at..end]);

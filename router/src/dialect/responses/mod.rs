@@ -3,8 +3,6 @@
 //! on stateless routers through ids that carry the sealed conversation ([`state`]). Models and
 //! errors are the OpenAI dialect's.
 
-use std::sync::Arc;
-
 use auxot_common::chat::ChatEvent;
 use auxot_common::completion::Completion;
 use auxot_common::mesh::node::ModelInfo;
@@ -39,13 +37,28 @@ impl StreamRenderer for Renderer {
     }
 }
 
-/// Parses a body, opening the conversation behind `previous_response_id`.
-pub fn parse(body: &[u8], key: &Arc<state::StateKey>) -> Result<request::Translated, ApiError> {
+/// Parses a body, opening the conversation behind `previous_response_id` (sealed in the id, or
+/// kept by this router for a streamed response).
+pub fn parse(
+    body: &[u8],
+    key: &state::StateKey,
+    streamed: &state::StreamedResponses,
+) -> Result<request::Translated, ApiError> {
     crate::limits::check_json_depth(body)?;
     let parsed: request::ResponsesRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     let previous = match &parsed.previous_response_id {
         None => None,
+        Some(id) if state::is_stream_id(id) => {
+            let not_kept = || {
+                ApiError::invalid(format!(
+                    "previous_response_id: previous response with id '{id}' not found: a streamed response continues only through the router that streamed it, for {} minutes (send the turn's output items as input instead, or continue from a non-streamed response, whose id works through any router)",
+                    state::STREAMED_TTL.as_secs() / 60
+                ))
+            };
+            let sealed = streamed.get(id).ok_or_else(not_kept)?;
+            Some(key.open(&sealed).map_err(|_| not_kept())?.messages)
+        }
         Some(id) => Some(
             key.open(id)
                 .map_err(|why| {
@@ -77,7 +90,7 @@ impl Dialect for Responses {
         body: &[u8],
         context: &DialectContext,
     ) -> Result<ChatCall<render::Header>, ApiError> {
-        let translated = parse(body, &context.response_state)?;
+        let translated = parse(body, &context.response_state, &context.streamed_responses)?;
         Ok(ChatCall {
             request: translated.request,
             stream: translated.stream,
@@ -88,6 +101,7 @@ impl Dialect for Responses {
                 echo: translated.echo,
                 conversation: translated.conversation,
                 key: context.response_state.clone(),
+                streamed: context.streamed_responses.clone(),
             },
         })
     }

@@ -2,10 +2,9 @@
 //! of typed events (`response.created`, `response.output_item.added`,
 //! `response.output_text.delta`, ..., `response.completed`). Pure, except for fresh item ids.
 //!
-//! A response's id carries its conversation ([`super::state`]), which exists only once the
-//! output does: a streamed response is announced under a provisional id (`resp_<hex>`) and its
-//! final id is the one in `response.completed` (or `response.incomplete`), which is where
-//! clients take it from.
+//! A whole response's id carries its conversation ([`super::state`]). A streamed response keeps
+//! the id it is announced under (`resp_<hex>`) to its last event, as clients expect; its sealed
+//! conversation is left with this router under that id when the stream completes.
 
 use std::sync::Arc;
 
@@ -15,20 +14,22 @@ use serde_json::{json, Value};
 use tracing::warn;
 
 use super::request::Echo;
-use super::state::{Conversation, StateKey};
+use super::state::{Conversation, StateKey, StreamedResponses};
 use crate::error::ApiError;
 use crate::ids;
 
 /// Everything a response is rendered from besides its events.
 #[derive(Debug, Clone)]
 pub struct Header {
-    /// The id of a streamed response until its conversation is sealed.
+    /// The id of a streamed response, from its first event to its last (see `state`).
     pub provisional_id: String,
     pub created_at: u64,
     pub echo: Echo,
     /// The conversation before this response's output.
     pub conversation: Vec<Message>,
     pub key: Arc<StateKey>,
+    /// Where a streamed response's sealed conversation is kept under its stream id.
+    pub streamed: Arc<StreamedResponses>,
 }
 
 impl Header {
@@ -496,13 +497,19 @@ impl EventRenderer {
             ChatEvent::Finish { .. } => {
                 self.close(&mut out);
                 let status = Status::of(&self.done);
-                let id = match &self.incomplete_record {
-                    None => self.header.final_id(&self.done),
+                // Clients hold the id of `response.created`; the conversation stays here.
+                let id = self.header.provisional_id.clone();
+                match &self.incomplete_record {
+                    None => {
+                        let sealed = self.header.final_id(&self.done);
+                        if sealed != id {
+                            self.header.streamed.insert(id.clone(), sealed);
+                        }
+                    }
                     Some(why) => {
                         warn!(%why, "a streamed response's output was not recorded whole; previous_response_id will not work for it");
-                        self.header.provisional_id.clone()
                     }
-                };
+                }
                 let usage = self.done.usage;
                 let body = self.snapshot(&id, &status, Some(&usage));
                 let name = if status == Status::Incomplete {
@@ -550,6 +557,7 @@ mod tests {
             },
             conversation: vec![Message::text(Role::User, "Hi")],
             key: Arc::new(StateKey::new(&[1; 32])),
+            streamed: Arc::default(),
         }
     }
 
@@ -617,7 +625,8 @@ mod tests {
 
     #[test]
     fn a_stream_opens_and_closes_each_item_in_order() {
-        let mut r = EventRenderer::new(header(), "m".into());
+        let header = header();
+        let mut r = EventRenderer::new(header.clone(), "m".into());
         let mut out = Vec::new();
         for event in [
             ChatEvent::Reasoning { text: "hm".into() },
@@ -683,11 +692,12 @@ mod tests {
         assert_eq!(completed["output"].as_array().map(Vec::len), Some(3));
         assert_eq!(completed["output"][1]["content"][0]["text"], "Hello");
         assert_eq!(completed["usage"]["output_tokens"], 4);
-        let id = completed["id"].as_str().expect("id");
-        assert!(
-            header().key.open(id).is_ok(),
-            "final id carries the conversation"
-        );
+        // One id from the first event to the last; the conversation stays with the router.
+        assert_eq!(completed["id"], "resp_pending");
+        let sealed = header.streamed.get("resp_pending").expect("kept");
+        let conversation = header.key.open(&sealed).expect("opens");
+        assert_eq!(conversation.messages.len(), 2, "the input and the answer");
+        assert_eq!(conversation.messages[1].role, Role::Assistant);
     }
 
     #[test]

@@ -12,6 +12,17 @@
 //! Layout of the sealed bytes: a version byte, a 12-byte random nonce, the ciphertext with its
 //! tag. The version byte is also the associated data, so a future layout cannot be confused
 //! with this one.
+//!
+//! A streamed response is the exception. Its id is announced in `response.created`, before any
+//! output exists, and clients hold it fixed for the whole stream (the official Python client's
+//! stream helper raises if `response.completed` names another id). So a stream keeps a short
+//! random id, and the router that streamed it keeps the sealed conversation under that id in
+//! memory ([`StreamedResponses`]: an hour, bounded in count and bytes). Such an id continues
+//! through that router only; a non-streamed response's id continues through any router.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use auxot_common::chat::Message;
 use base64::Engine as _;
@@ -36,6 +47,71 @@ pub enum OpenError {
     Malformed,
     #[error("it was not made with this cluster's key (another cluster, or responses.key changed)")]
     Forged,
+}
+
+/// How long a router keeps a streamed response's conversation.
+pub const STREAMED_TTL: Duration = Duration::from_secs(3600);
+/// Streamed responses kept at once, and their sealed conversations' bytes together.
+const STREAMED_MAX: usize = 4096;
+const STREAMED_MAX_BYTES: usize = 64 << 20;
+
+/// Whether `id` has the shape of a streamed response's id (`resp_` and 24 hex digits), which
+/// no sealed id has.
+pub fn is_stream_id(id: &str) -> bool {
+    id.strip_prefix(ID_PREFIX)
+        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The sealed conversations of the responses this router streamed, by their stream id; oldest
+/// dropped first.
+#[derive(Debug, Default)]
+pub struct StreamedResponses(Mutex<Streamed>);
+
+#[derive(Debug, Default)]
+struct Streamed {
+    by_id: HashMap<String, (Instant, String)>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Streamed {
+    fn drop_oldest(&mut self) {
+        if let Some(id) = self.order.pop_front() {
+            if let Some((_, sealed)) = self.by_id.remove(&id) {
+                self.bytes -= sealed.len();
+            }
+        }
+    }
+}
+
+impl StreamedResponses {
+    /// Keeps `sealed`, the conversation after the response streamed as `id`.
+    pub fn insert(&self, id: String, sealed: String) {
+        if sealed.len() > STREAMED_MAX_BYTES {
+            return;
+        }
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while kept.order.len() >= STREAMED_MAX || kept.bytes + sealed.len() > STREAMED_MAX_BYTES {
+            kept.drop_oldest();
+        }
+        kept.bytes += sealed.len();
+        kept.order.push_back(id.clone());
+        kept.by_id.insert(id, (Instant::now(), sealed));
+    }
+
+    /// The sealed conversation after the response streamed as `id`, if kept and fresh.
+    pub fn get(&self, id: &str) -> Option<String> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while kept
+            .order
+            .front()
+            .and_then(|oldest| kept.by_id.get(oldest))
+            .is_some_and(|(at, _)| at.elapsed() > STREAMED_TTL)
+        {
+            kept.drop_oldest();
+        }
+        kept.by_id.get(id).map(|(_, sealed)| sealed.clone())
+    }
 }
 
 /// The key routers seal conversations with.
@@ -144,6 +220,23 @@ mod tests {
 
         let other = StateKey::new(&[8; 32]);
         assert_eq!(other.open(&id), Err(OpenError::Forged));
+    }
+
+    #[test]
+    fn streamed_responses_are_kept_oldest_out() {
+        let kept = StreamedResponses::default();
+        kept.insert("resp_a".into(), "sealed-a".into());
+        assert_eq!(kept.get("resp_a").as_deref(), Some("sealed-a"));
+        assert_eq!(kept.get("resp_b"), None);
+        for i in 0..STREAMED_MAX {
+            kept.insert(format!("resp_{i}"), "x".into());
+        }
+        assert_eq!(kept.get("resp_a"), None, "the oldest went first");
+        assert_eq!(kept.get("resp_0").as_deref(), Some("x"));
+        assert!(is_stream_id("resp_0123456789abcdef01234567"));
+        assert!(!is_stream_id(
+            &StateKey::new(&[1; 32]).seal(&conversation()).expect("seal")
+        ));
     }
 
     #[test]
