@@ -14,8 +14,9 @@ use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION,
-    DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
+    Dequantize, EngineKind, Listeners, ReasoningSetting, WorkerConfig,
+    DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC,
+    DEFAULT_SYNTHETIC_TTFT_MS,
 };
 use crate::engine::mistral::options::{parse_device_layers, parse_isq};
 
@@ -129,6 +130,11 @@ pub struct JoinArgs {
     /// Chat template (.json or .jinja) overriding the model's own.
     #[arg(long, env = "AUXOT_CHAT_TEMPLATE", help_heading = MODEL_OPTIONS)]
     pub chat_template: Vec<PathBuf>,
+
+    /// Whether the models reason: auto (judged from each one's chat template), on or off (for
+    /// every model of the worker).
+    #[arg(long, value_enum, default_value = "auto", env = "AUXOT_REASONING")]
+    pub reasoning: ReasoningSetting,
 
     /// Requests the model runs at once (and advertises as capacity). Default: on a GPU with
     /// PagedAttention, what its KV cache holds (cache tokens / --kv-tokens-per-request, at most
@@ -358,6 +364,7 @@ impl JoinArgs {
             gguf_files: first.gguf_files,
             model_name: first.name,
             chat_template: first.chat_template,
+            reasoning: self.reasoning,
             max_seqs: first.max_seqs,
             gpu_memory_utilization: first
                 .gpu_memory_utilization

@@ -33,7 +33,8 @@ mod server;
 mod tools;
 
 pub use config::{
-    Dequantize, DeviceLayers, EngineKind, Listeners, ModelOptions, ModelSpec, WorkerConfig,
+    Dequantize, DeviceLayers, EngineKind, Listeners, ModelOptions, ModelSpec, ReasoningSetting,
+    WorkerConfig,
 };
 pub use engine::Engine;
 pub use loading::build_engine;

@@ -143,6 +143,7 @@ pub async fn build_engines(config: &WorkerConfig) -> anyhow::Result<Vec<Arc<dyn 
                     spec,
                     force_cpu: config.cpu,
                     dequantize: config.dequantize,
+                    reasoning: config.reasoning.forced(),
                 })
                 .await?;
                 engines.push(Arc::new(engine));

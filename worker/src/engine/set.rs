@@ -34,10 +34,15 @@ impl EngineSet {
         Ok(EngineSet { engines })
     }
 
-    /// The engine serving `model`; for [`AUTO_MODEL`], the first model's.
-    pub fn get(&self, model: &str) -> Option<&Arc<dyn Engine>> {
+    /// The engine serving `model`; for [`AUTO_MODEL`], the first whose model is `preferred` (a
+    /// chat model for a chat), else the first.
+    pub fn get(&self, model: &str, preferred: fn(&ModelInfo) -> bool) -> Option<&Arc<dyn Engine>> {
         if model == AUTO_MODEL {
-            return self.engines.first();
+            return self
+                .engines
+                .iter()
+                .find(|e| preferred(e.model()))
+                .or_else(|| self.engines.first());
         }
         self.engines.iter().find(|e| e.model().id == model)
     }
@@ -104,9 +109,17 @@ mod tests {
     fn models_are_found_by_id_and_capacities_add_up() {
         let set = EngineSet::new(vec![synthetic("a", 3), synthetic("b", 5)]).expect("set");
         let id = |engine: Option<&Arc<dyn Engine>>| engine.map(|e| e.model().id.clone());
-        assert_eq!(id(set.get("synthetic-b")).as_deref(), Some("synthetic-b"));
-        assert_eq!(id(set.get("auto")).as_deref(), Some("synthetic-a"));
-        assert!(set.get("synthetic-c").is_none());
+        let any = |_: &ModelInfo| true;
+        assert_eq!(
+            id(set.get("synthetic-b", any)).as_deref(),
+            Some("synthetic-b")
+        );
+        assert_eq!(id(set.get("auto", any)).as_deref(), Some("synthetic-a"));
+        let b_first = |m: &ModelInfo| m.id == "synthetic-b";
+        assert_eq!(id(set.get("auto", b_first)).as_deref(), Some("synthetic-b"));
+        let none = |_: &ModelInfo| false;
+        assert_eq!(id(set.get("auto", none)).as_deref(), Some("synthetic-a"));
+        assert!(set.get("synthetic-c", any).is_none());
         assert_eq!(set.capacity(), 8);
         assert_eq!(
             set.models()
