@@ -69,12 +69,14 @@ impl EngineSet {
             .min(MAX_CAPACITY)
     }
 
-    /// Where the engines compute: the first GPU engine's device, else the CPU.
+    /// Where the engines compute: the first engine's device, or a GPU if a later engine uses one.
     pub fn device(&self) -> DeviceInfo {
-        self.engines
+        let devices: Vec<DeviceInfo> = self.engines.iter().map(|e| e.device()).collect();
+        devices
             .iter()
-            .map(|e| e.device())
-            .find(|d| d.kind != "cpu")
+            .find(|d| d.kind == "cuda")
+            .or(devices.first())
+            .cloned()
             .unwrap_or_else(DeviceInfo::cpu)
     }
 
@@ -129,7 +131,7 @@ mod tests {
             ["synthetic-a", "synthetic-b"]
         );
         assert_eq!(set.ids(), "`synthetic-a`, `synthetic-b`");
-        assert_eq!(set.device(), DeviceInfo::cpu());
+        assert_eq!(set.device(), set.engines[0].device());
         let huge = EngineSet::new(vec![synthetic("a", 4000), synthetic("b", 4000)]).expect("set");
         assert_eq!(huge.capacity(), MAX_CAPACITY);
         let err = EngineSet::new(vec![synthetic("a", 1), synthetic("a", 1)])
