@@ -138,7 +138,8 @@ mod tests {
             .err()
             .expect("same id twice");
         assert!(
-            err.to_string().contains("two models are served as `a`"),
+            err.to_string()
+                .contains("two models are served as `synthetic-a`"),
             "{err}"
         );
     }
