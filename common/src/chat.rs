@@ -16,7 +16,13 @@ pub struct ChatRequest {
     /// The model id the caller asked for, or [`AUTO_MODEL`].
     pub model: String,
     /// The conversation, oldest first. System prompts are messages with [`Role::System`].
+    /// Empty when [`Self::prompt`] is set.
+    #[serde(default)]
     pub messages: Vec<Message>,
+    /// A raw prompt the model continues as is, with no chat template (legacy text completions).
+    /// When set, `messages`, `tools` and the tool choice are unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// Functions the model may call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolSpec>,
@@ -232,7 +238,8 @@ pub enum ResponseFormat {
     },
 }
 
-/// Thinking settings. Models without reasoning ignore them.
+/// Thinking settings. Routers send them only to reasoning models (a named model that does not
+/// reason is refused; `auto` prefers those that do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Reasoning {
     /// `Some(false)` turns thinking off where the chat template allows it.
@@ -241,6 +248,14 @@ pub struct Reasoning {
     pub effort: Option<String>,
     /// Upper bound on thinking tokens (Anthropic's `budget_tokens`).
     pub budget_tokens: Option<u32>,
+}
+
+impl Reasoning {
+    /// Whether the caller asked for thinking (turned on, or an effort level), as opposed to
+    /// leaving it to the model or turning it off.
+    pub fn requested(&self) -> bool {
+        self.enabled == Some(true) || (self.enabled != Some(false) && self.effort.is_some())
+    }
 }
 
 /// One thing that happened during a generation, in order.
@@ -361,6 +376,42 @@ mod tests {
         let back: ChatRequest = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, request);
         assert!(back.has_images());
+    }
+
+    #[test]
+    fn thinking_is_requested_by_turning_it_on_or_naming_an_effort() {
+        let cases = [
+            (None, None, false),
+            (Some(true), None, true),
+            (Some(false), None, false),
+            (None, Some("high"), true),
+            (Some(false), Some("low"), false),
+        ];
+        for (enabled, effort, requested) in cases {
+            let reasoning = Reasoning {
+                enabled,
+                effort: effort.map(str::to_string),
+                budget_tokens: None,
+            };
+            assert_eq!(reasoning.requested(), requested, "{reasoning:?}");
+        }
+    }
+
+    #[test]
+    fn a_raw_prompt_travels_without_messages() {
+        let request = ChatRequest {
+            model: "m".into(),
+            prompt: Some("Once upon a time".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&request).expect("serialize");
+        assert_eq!(json["prompt"], "Once upon a time");
+        let back: ChatRequest = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, request);
+        // Requests from routers that predate the field still parse.
+        let old: ChatRequest =
+            serde_json::from_str(r#"{"model": "m", "messages": []}"#).expect("old shape");
+        assert_eq!(old.prompt, None);
     }
 
     #[test]

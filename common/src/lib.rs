@@ -11,6 +11,7 @@
 pub mod address_policy;
 pub mod chat;
 pub mod completion;
+pub mod embedding;
 pub mod enroll;
 pub mod error;
 pub mod join_token;

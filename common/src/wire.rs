@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::chat::{ChatEvent, ChatRequest};
+use crate::embedding::{EmbedRequest, Embeddings};
 use crate::error::RemoteError;
 use crate::tools::{ToolCallRequest, ToolCallResult};
 
@@ -39,6 +40,8 @@ pub enum WireRequest {
     CountTokens(ChatRequest),
     /// Run a tool; the answer is [`WireReply::ToolResult`].
     ExecuteTool(ToolCallRequest),
+    /// Embed texts; the answer is [`WireReply::Embeddings`].
+    Embed(EmbedRequest),
 }
 
 /// What a worker answers.
@@ -57,6 +60,7 @@ pub enum WireReply {
         tokens: u32,
     },
     ToolResult(ToolCallResult),
+    Embeddings(Embeddings),
     /// The request failed before any work was done.
     Error(RemoteError),
 }

@@ -13,6 +13,17 @@ pub fn completion_id() -> String {
     format!("chatcmpl-{}", hex24())
 }
 
+/// `cmpl-<24 hex>`, an OpenAI legacy text-completion id.
+pub fn text_completion_id() -> String {
+    format!("cmpl-{}", hex24())
+}
+
+/// `<prefix>_<24 hex>`: the ids of Responses API output items (`msg`, `fc`, `rs`) and of a
+/// streamed response before its conversation is sealed into its final id.
+pub fn item_id(prefix: &str) -> String {
+    format!("{prefix}_{}", hex24())
+}
+
 /// `msg_<24 hex>`, an Anthropic message id.
 pub fn message_id() -> String {
     format!("msg_{}", hex24())

@@ -28,6 +28,10 @@ pub enum Shape {
     StopStringBytes,
     /// Images in the whole request.
     Images,
+    /// Texts in one embeddings request.
+    EmbeddingInputs,
+    /// Messages in one JSON-RPC batch (MCP).
+    RpcBatch,
 }
 
 impl Shape {
@@ -40,6 +44,8 @@ impl Shape {
             Shape::StopStrings => MAX_STOP_STRINGS,
             Shape::StopStringBytes => MAX_STOP_STRING_BYTES,
             Shape::Images => MAX_IMAGES,
+            Shape::EmbeddingInputs => MAX_EMBEDDING_INPUTS,
+            Shape::RpcBatch => MAX_RPC_BATCH,
         }
     }
 
@@ -51,6 +57,8 @@ impl Shape {
             Shape::StopStrings => "stop strings",
             Shape::StopStringBytes => "bytes in a stop string",
             Shape::Images => "images",
+            Shape::EmbeddingInputs => "texts",
+            Shape::RpcBatch => "messages in one batch",
         }
     }
 }
@@ -67,6 +75,10 @@ pub const MAX_STOP_STRINGS: usize = 16;
 pub const MAX_STOP_STRING_BYTES: usize = 256;
 /// Images in one request (each is decoded and fetched by the router).
 pub const MAX_IMAGES: usize = 20;
+/// Texts in one embeddings request (OpenAI's own limit).
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
+/// Messages in one JSON-RPC batch: each may be a tool call, run one after another.
+pub const MAX_RPC_BATCH: usize = 16;
 /// Nesting of arrays and objects in a request body.
 pub const MAX_JSON_DEPTH: usize = 64;
 

@@ -350,7 +350,7 @@ mod tests {
                 context_length: Some(2048),
                 vision: false,
                 reasoning: false,
-                continues: false,
+                ..Default::default()
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

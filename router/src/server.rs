@@ -23,6 +23,7 @@ use crate::api::admin::Admin;
 use crate::api::auth::Authenticator;
 use crate::api::state::AppState;
 use crate::cli::ServeArgs;
+use crate::dialect::responses::state::StateKey;
 use crate::enroll::{self, Enroller, Owners};
 use crate::forward::admission::AdmissionLimits;
 use crate::forward::transport::QuicTransport;
@@ -448,6 +449,7 @@ pub async fn start(args: &ServeArgs, listeners: Listeners) -> anyhow::Result<Rou
             admin,
         )
         .with_gossip_stats(gossip.stats())
+        .with_response_key(StateKey::new(&data.responses_key))
         .with_edge(api::EdgeConfig::from(args)),
     );
     let mut background = background;

@@ -7,7 +7,11 @@
 //! - `gossip.key`: the key that seals gossip datagrams (workers receive it when they enroll);
 //! - `keys.json`: every API and admin key's id, name, scope and Argon2id hash, never the key;
 //! - `records.json`: join tokens (SHA-256 of their secrets) and revocations, which routers also
-//!   replicate to each other through gossip.
+//!   replicate to each other through gossip;
+//! - `responses.key`: the key routers seal Responses API conversations with (32 bytes, hex; see
+//!   `dialect::responses::state`). Every router of a cluster needs the same one for
+//!   `previous_response_id` to work through any of them. Kept apart from the CA and the gossip
+//!   key so that replacing it only ends open conversation chains.
 //!
 //! Routers are otherwise stateless: a second router needs a copy of this directory (or a
 //! Kubernetes Secret mounted as one). Workers hold none of it.
@@ -34,6 +38,7 @@ const ROOT_FILE: &str = "root.pem";
 const GOSSIP_KEY_FILE: &str = "gossip.key";
 const KEYS_FILE: &str = "keys.json";
 const RECORDS_FILE: &str = "records.json";
+const RESPONSES_KEY_FILE: &str = "responses.key";
 /// The format written by this version.
 const FORMAT: u32 = 2;
 
@@ -75,6 +80,8 @@ pub struct ClusterData {
     pub gossip: GossipKey,
     pub keys: Vec<StoredKey>,
     pub records: RecordStore,
+    /// The key of Responses API conversations (`responses.key`).
+    pub responses_key: [u8; 32],
 }
 
 fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
@@ -93,6 +100,41 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Creates `responses.key` unless the directory has one (a directory used by an earlier
+/// version of this branch may); the existing key keeps open conversations working.
+fn ensure_responses_key(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(RESPONSES_KEY_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    write_private_new(&path, hex::encode(random::<32>()?).as_bytes())
+}
+
+/// Reads `responses.key`, creating it in a directory set up before the file existed. A
+/// directory where it cannot be created (a read-only mount) is an error that says what to do.
+fn load_responses_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = dir.join(RESPONSES_KEY_FILE);
+    if !path.exists() {
+        match ensure_responses_key(dir) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                "created the Responses API key this data directory lacked; copy it to every other router's data directory, or previous_response_id only works through this router"
+            ),
+            // Another router on the same directory made it first: read theirs.
+            Err(_) if path.exists() => {}
+            Err(err) => bail!(
+                "{} has no {RESPONSES_KEY_FILE} (the data directory predates it) and it cannot be created there ({err:#}); create it once on a writable copy with `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {RESPONSES_KEY_FILE} && chmod 600 {RESPONSES_KEY_FILE}` and give every router the same file",
+                dir.display()
+            ),
+        }
+    }
+    let text = read_text(&path)?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .with_context(|| format!("{} is not 32 bytes of hex", path.display()))
 }
 
 /// A new join token record for `role`, and the token to print.
@@ -156,6 +198,7 @@ fn write_authority(
         &dir.join(KEYS_FILE),
         &serde_json::to_vec_pretty(&KeysFile { keys })?,
     )?;
+    ensure_responses_key(dir)?;
     let (join_token, token) = new_token(&ca, Role::Worker, "first", None)?;
     write_private_new(&dir.join(RECORDS_FILE), &RecordStore::to_json(&[token])?)?;
     let cluster = ClusterFile {
@@ -263,6 +306,7 @@ pub fn load(dir: &Path) -> anyhow::Result<ClusterData> {
         ca,
         keys: load_keys(dir)?,
         records: RecordStore::load(&dir.join(RECORDS_FILE))?,
+        responses_key: load_responses_key(dir)?,
     })
 }
 
@@ -340,6 +384,7 @@ mod tests {
                 CA_KEY_FILE,
                 GOSSIP_KEY_FILE,
                 RECORDS_FILE,
+                RESPONSES_KEY_FILE,
             ] {
                 let mode = std::fs::metadata(data_dir.join(file))
                     .expect("meta")
@@ -407,6 +452,69 @@ mod tests {
             "existing API keys keep working"
         );
         assert!(dir.path().join("cluster.v1.json").exists());
+        assert!(dir.path().join(RESPONSES_KEY_FILE).exists());
+    }
+
+    #[test]
+    fn migrating_keeps_an_existing_responses_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(CLUSTER_FILE),
+            r#"{"join_token": "jtk_AAAA", "created_at": 1}"#,
+        )
+        .expect("write");
+        let kept = [7u8; 32];
+        std::fs::write(dir.path().join(RESPONSES_KEY_FILE), hex::encode(kept)).expect("write");
+        migrate(dir.path()).expect("migrate");
+        assert_eq!(load(dir.path()).expect("load").responses_key, kept);
+    }
+
+    #[test]
+    fn a_directory_without_a_responses_key_gets_one_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        setup(dir.path(), "first", None).expect("setup");
+        let made = load(dir.path()).expect("load").responses_key;
+        assert_eq!(
+            load(dir.path()).expect("load").responses_key,
+            made,
+            "stable"
+        );
+        // A v2 directory from before the file existed.
+        std::fs::remove_file(dir.path().join(RESPONSES_KEY_FILE)).expect("rm");
+        let created = load(dir.path()).expect("created on load").responses_key;
+        assert_ne!(created, made);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(RESPONSES_KEY_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(RESPONSES_KEY_FILE), "abcd").expect("write");
+        let err = load(dir.path()).err().expect("a short key");
+        assert!(err.to_string().contains("32 bytes of hex"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_read_only_directory_without_a_responses_key_says_what_to_do() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        setup(dir.path(), "first", None).expect("setup");
+        std::fs::remove_file(dir.path().join(RESPONSES_KEY_FILE)).expect("rm");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).expect("ro");
+        let result = load(dir.path());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("rw");
+        // Root may write anyway; then the key was simply created.
+        if let Err(err) = result {
+            let message = err.to_string();
+            assert!(
+                message.contains("responses.key") && message.contains("every router"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

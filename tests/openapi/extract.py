@@ -28,6 +28,8 @@ ROOTS = [
     "ErrorResponse",
     "CreateCompletionResponse",
     "CreateEmbeddingResponse",
+    "Response",
+    "ResponseStreamEvent",
 ]
 
 PREFIX = "#/components/schemas/"

@@ -14,7 +14,7 @@ use auxot_common::join_token::JoinToken;
 use auxot_common::mesh::gossip::{Gossip, GossipConfig, DEFAULT_GOSSIP_INTERVAL};
 use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
 use auxot_common::mesh::keys;
-use auxot_common::mesh::node::{DeviceInfo, ModelInfo, Readiness, WorkerAdvert};
+use auxot_common::mesh::node::{DeviceInfo, ModelInfo, ModelKind, Readiness, WorkerAdvert};
 use auxot_common::mesh::quic::QuicEndpoint;
 use auxot_common::pki::{never_revoked, NodeKey, Role};
 use auxot_common::wire::{read_frame, write_frame, WireReply, WireRequest};
@@ -157,6 +157,7 @@ impl FakeWorker {
                 vision: false,
                 reasoning: false,
                 continues: false,
+                kind: ModelKind::Chat,
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

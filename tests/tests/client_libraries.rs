@@ -1,10 +1,16 @@
-//! The official `openai` and `anthropic` Python packages against a live cluster with the real
-//! model. `make test` installs them into `.venv`; the Python tests live in `tests/clients/`.
+//! The official `openai`, `anthropic` and `mcp` Python packages against a live cluster with the
+//! real model and a tools worker. `make test` installs them into `.venv`; the Python tests live
+//! in `tests/clients/`.
+//!
+//! The tools worker serves the test MCP server's tools over stdio and a Python MCP server's
+//! (built with the official `mcp` package) over streamable HTTP, so the MCP client test covers
+//! both of the worker's MCP transports as well as the router's `/mcp` endpoint.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use auxot_tests::{workspace_root, Cluster, WorkerOptions, MODEL_ID};
+use auxot_tests::{bin_dir, free_tcp_port, workspace_root, Cluster, WorkerOptions, MODEL_ID};
 
 fn python() -> PathBuf {
     let python = std::env::var("AUXOT_PYTHON")
@@ -18,13 +24,70 @@ fn python() -> PathBuf {
     python
 }
 
+/// The Python MCP server, killed when dropped.
+struct McpHttpServer(Child);
+
+impl Drop for McpHttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tests/clients/mcp_http_server.py` and waits until it accepts connections.
+fn mcp_http_server(python: &PathBuf, port: u16) -> McpHttpServer {
+    let child = Command::new(python)
+        .arg(workspace_root().join("tests/clients/mcp_http_server.py"))
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the Python MCP server");
+    let server = McpHttpServer(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the Python MCP server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_client_libraries() {
     let python = python();
+    let mcp_port = free_tcp_port();
+    let _mcp_server = mcp_http_server(&python, mcp_port);
     let mut cluster = Cluster::with_router(&[]);
     let seed = cluster.seed();
     cluster.start_worker(seed, WorkerOptions::default());
+    let tools = cluster.dir.path().join("tools.toml");
+    std::fs::write(
+        &tools,
+        format!(
+            "[[mcp]]\nname = \"stdio\"\ncommand = \"{}\"\n\n[[mcp]]\nname = \"http\"\nurl = \"http://127.0.0.1:{mcp_port}/mcp\"\n",
+            bin_dir().join("auxot-test-mcp").display()
+        ),
+    )
+    .expect("write tools config");
+    cluster.start_worker(
+        seed,
+        WorkerOptions {
+            tools_only: true,
+            name: Some("tools".into()),
+            args: vec!["--tools".into(), tools.display().to_string()],
+            ..Default::default()
+        },
+    );
     cluster.wait_workers(0, 1).await;
+    cluster
+        .wait_health(0, Duration::from_secs(60), |h| {
+            h["tools_workers"].as_u64() == Some(1)
+        })
+        .await;
 
     let output = tokio::task::spawn_blocking({
         let url = cluster.router_url(0);

@@ -204,7 +204,7 @@ async fn spawn_node(
         context_length: Some(32_768),
         vision: false,
         reasoning: true,
-        continues: false,
+        ..Default::default()
     };
     let device = DeviceInfo {
         kind: "cuda".into(),

@@ -9,7 +9,7 @@ use auxot_common::join_token::JoinToken;
 use auxot_common::mesh::gossip::{Gossip, GossipConfig};
 use auxot_common::mesh::identity::{MeshIdentity, TrustPolicy};
 use auxot_common::mesh::keys;
-use auxot_common::mesh::node::{DeviceInfo, ModelInfo, Readiness, WorkerAdvert};
+use auxot_common::mesh::node::{DeviceInfo, ModelInfo, ModelKind, Readiness, WorkerAdvert};
 use auxot_common::mesh::quic::QuicEndpoint;
 use auxot_common::pki::{never_revoked, NodeKey, Role};
 use auxot_tests::{bin, free_udp_port, Cluster, WorkerOptions};
@@ -250,6 +250,7 @@ async fn adverts_out_of_range_or_unsigned_are_ignored() {
                 vision: false,
                 reasoning: false,
                 continues: false,
+                kind: ModelKind::Chat,
             }],
             tools: Vec::new(),
             device: DeviceInfo::cpu(),

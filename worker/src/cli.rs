@@ -14,8 +14,9 @@ use auxot_common::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    Dequantize, EngineKind, Listeners, WorkerConfig, DEFAULT_GPU_MEMORY_UTILIZATION,
-    DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC, DEFAULT_SYNTHETIC_TTFT_MS,
+    Dequantize, EngineKind, Listeners, ReasoningSetting, WorkerConfig,
+    DEFAULT_GPU_MEMORY_UTILIZATION, DEFAULT_SYNTHETIC_TOKENS, DEFAULT_SYNTHETIC_TOKENS_PER_SEC,
+    DEFAULT_SYNTHETIC_TTFT_MS,
 };
 
 #[derive(Debug, Parser)]
@@ -89,6 +90,10 @@ pub struct JoinArgs {
     /// Chat template (.json or .jinja) overriding the model's own.
     #[arg(long, env = "AUXOT_CHAT_TEMPLATE")]
     pub chat_template: Option<PathBuf>,
+
+    /// Whether the model reasons: auto (judged from its chat template), on or off.
+    #[arg(long, value_enum, default_value = "auto", env = "AUXOT_REASONING")]
+    pub reasoning: ReasoningSetting,
 
     /// Requests run at once (default: 32 with the cuda feature, 8 on CPU).
     #[arg(long, env = "AUXOT_MAX_SEQS")]
@@ -219,6 +224,7 @@ impl JoinArgs {
             gguf_files: self.gguf_files,
             model_name: self.model_name,
             chat_template: self.chat_template,
+            reasoning: self.reasoning,
             max_seqs: self.max_seqs,
             gpu_memory_utilization: self.gpu_memory_utilization,
             cpu: self.cpu,

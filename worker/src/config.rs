@@ -34,6 +34,31 @@ pub enum EngineKind {
     Synthetic,
 }
 
+/// Whether the model is offered as reasoning-capable (routers refuse thinking requests for a
+/// named model that is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ReasoningSetting {
+    /// Judged from the chat template: it reacts to a thinking switch or effort, or opens a
+    /// `<think>` block.
+    #[default]
+    Auto,
+    /// The model reasons whatever its template looks like.
+    On,
+    /// Never offered as reasoning.
+    Off,
+}
+
+impl ReasoningSetting {
+    /// The setting when it is not left to detection.
+    pub fn forced(self) -> Option<bool> {
+        match self {
+            ReasoningSetting::Auto => None,
+            ReasoningSetting::On => Some(true),
+            ReasoningSetting::Off => Some(false),
+        }
+    }
+}
+
 /// Everything a worker needs to know, except its sockets.
 #[derive(Clone)]
 pub struct WorkerConfig {
@@ -50,6 +75,8 @@ pub struct WorkerConfig {
     pub model_name: Option<String>,
     /// A `.json` or `.jinja` chat template overriding the model's own.
     pub chat_template: Option<PathBuf>,
+    /// Whether the model is advertised as reasoning-capable.
+    pub reasoning: ReasoningSetting,
     /// Requests run at once; `None` picks a default for the build (see [`Self::max_seqs`]).
     pub max_seqs: Option<usize>,
     /// Share of GPU memory given to the KV cache; ignored on CPU.
@@ -94,6 +121,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("gguf_files", &self.gguf_files)
             .field("model_name", &self.model_name)
             .field("chat_template", &self.chat_template)
+            .field("reasoning", &self.reasoning)
             .field("max_seqs", &self.max_seqs)
             .field("gpu_memory_utilization", &self.gpu_memory_utilization)
             .field("cpu", &self.cpu)
@@ -127,6 +155,7 @@ impl WorkerConfig {
             gguf_files: Vec::new(),
             model_name: None,
             chat_template: None,
+            reasoning: ReasoningSetting::Auto,
             max_seqs: None,
             gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
             cpu: false,

@@ -32,7 +32,7 @@ mod node;
 mod server;
 mod tools;
 
-pub use config::{Dequantize, EngineKind, Listeners, WorkerConfig};
+pub use config::{Dequantize, EngineKind, Listeners, ReasoningSetting, WorkerConfig};
 pub use engine::Engine;
 pub use loading::build_engine;
 pub use node::{start, WorkerHandle};

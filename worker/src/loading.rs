@@ -140,6 +140,7 @@ pub async fn build_engine(config: &WorkerConfig) -> anyhow::Result<Option<Arc<dy
                 chat_template: config.chat_template.clone(),
                 gpu_memory_utilization: config.gpu_memory_utilization,
                 dequantize: config.dequantize,
+                reasoning: config.reasoning.forced(),
             })
             .await?;
             Ok(Some(Arc::new(engine)))

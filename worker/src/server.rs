@@ -167,6 +167,7 @@ fn op_name(request: &WireRequest) -> &'static str {
         WireRequest::Chat(_) => "chat",
         WireRequest::CountTokens(_) => "count_tokens",
         WireRequest::ExecuteTool(_) => "execute_tool",
+        WireRequest::Embed(_) => "embed",
     }
 }
 
@@ -188,6 +189,7 @@ async fn handle_stream(state: Arc<WorkerState>, mut send: SendStream, mut recv: 
     let request_id = match &request {
         WireRequest::Chat(r) | WireRequest::CountTokens(r) => r.request_id.clone(),
         WireRequest::ExecuteTool(call) => call.request_id.clone(),
+        WireRequest::Embed(r) => r.request_id.clone(),
     };
     let span = tracing::info_span!("request", request_id = request_id.as_deref().unwrap_or("-"));
     serve_request(state, request, send).instrument(span).await;
@@ -207,7 +209,7 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
     let _in_flight = InFlight::enter(&state);
     let chat_request = match &request {
         WireRequest::Chat(request) | WireRequest::CountTokens(request) => Some(request),
-        WireRequest::ExecuteTool(_) => None,
+        WireRequest::ExecuteTool(_) | WireRequest::Embed(_) => None,
     };
     // Images arrive decoded; a URL would mean reaching out from the worker, which it never does.
     if chat_request.is_some_and(ChatRequest::has_unresolved_images) {
@@ -218,7 +220,7 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
         return;
     }
     match request {
-        WireRequest::Chat(request) => match engine_for(&state, &request) {
+        WireRequest::Chat(request) => match chat_engine_for(&state, &request.model) {
             Ok(engine) => chat(&state, engine, request, send).await,
             Err(error) => {
                 state.metrics.request_finished("chat", error.kind.as_str());
@@ -226,8 +228,35 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
                 reply_error(&mut send, error).await
             }
         },
+        WireRequest::Embed(request) => {
+            let reply = match engine_for(&state, &request.model) {
+                Ok(engine) => {
+                    // The caller gave up: stop embedding rather than finish for nobody.
+                    let stopped = send.stopped();
+                    tokio::select! {
+                        result = engine.embed(&request) => match result {
+                            Ok(embeddings) => WireReply::Embeddings(embeddings),
+                            Err(error) => WireReply::Error(error),
+                        },
+                        _ = stopped => {
+                            state.metrics.request_finished("embed", "cancelled");
+                            return;
+                        }
+                    }
+                }
+                Err(error) => WireReply::Error(error),
+            };
+            let outcome = match &reply {
+                WireReply::Error(error) => error.kind.as_str(),
+                _ => "ok",
+            };
+            state.metrics.request_finished("embed", outcome);
+            debug!(op = "embed", outcome, "embedded");
+            let _ = write_frame(&mut send, &reply).await;
+            let _ = send.finish();
+        }
         WireRequest::CountTokens(request) => {
-            let reply = match engine_for(&state, &request) {
+            let reply = match chat_engine_for(&state, &request.model) {
                 Ok(engine) => match engine.count_tokens(&request).await {
                     Ok(tokens) => WireReply::TokenCount { tokens },
                     Err(error) => WireReply::Error(error),
@@ -287,7 +316,19 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
     }
 }
 
-fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engine>, RemoteError> {
+/// The engine for a chat on `model`, refusing an embedding model.
+fn chat_engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, RemoteError> {
+    let engine = engine_for(state, model)?;
+    if !engine.model().kind.is_chat() {
+        return Err(RemoteError::invalid(format!(
+            "model `{}` is an embedding model: use the embeddings endpoint",
+            engine.model().id
+        )));
+    }
+    Ok(engine)
+}
+
+fn engine_for(state: &WorkerState, model: &str) -> Result<Arc<dyn Engine>, RemoteError> {
     let engine = match state.engine.get() {
         Some(Some(engine)) => engine,
         Some(None) => {
@@ -304,13 +345,10 @@ fn engine_for(state: &WorkerState, request: &ChatRequest) -> Result<Arc<dyn Engi
         }
     };
     let id = &engine.model().id;
-    if request.model != AUTO_MODEL && &request.model != id {
+    if model != AUTO_MODEL && model != id.as_str() {
         return Err(RemoteError::new(
             ErrorKind::NotFound,
-            format!(
-                "worker {} serves `{id}`, not `{}`",
-                state.node_id, request.model
-            ),
+            format!("worker {} serves `{id}`, not `{model}`", state.node_id),
         ));
     }
     Ok(engine.clone())

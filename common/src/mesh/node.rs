@@ -71,8 +71,25 @@ impl Readiness {
     }
 }
 
+/// What a model does with its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Generates text: chat, completions, responses.
+    #[default]
+    Chat,
+    /// Turns text into vectors: only `/embeddings`.
+    Embedding,
+}
+
+impl ModelKind {
+    pub fn is_chat(&self) -> bool {
+        *self == ModelKind::Chat
+    }
+}
+
 /// A model a worker serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// The id callers put in `model`.
     pub id: String,
@@ -90,6 +107,9 @@ pub struct ModelInfo {
     /// sends continuations only to such workers (older workers would start a new turn).
     #[serde(default)]
     pub continues: bool,
+    /// Chat or embedding; adverts from workers that predate the field are chat models.
+    #[serde(default, skip_serializing_if = "ModelKind::is_chat")]
+    pub kind: ModelKind,
 }
 
 /// Where a worker computes.
@@ -357,6 +377,7 @@ mod tests {
                 vision: true,
                 reasoning: false,
                 continues: false,
+                kind: ModelKind::Embedding,
             }],
             tools: vec![ToolInfo {
                 name: "web_fetch".into(),

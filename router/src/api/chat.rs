@@ -1,4 +1,5 @@
-//! The chat and models endpoints, written once for every dialect.
+//! The chat and models endpoints, written once for every dialect (chat completions, legacy
+//! completions, Responses, Anthropic messages).
 //!
 //! A chat has one deadline from its body to its last event (`--request-timeout-secs`), whatever
 //! happens in between (retries, tool rounds, a slow worker): a non-streaming answer past it is a
@@ -51,7 +52,7 @@ async fn answer<D: Dialect>(
     record: &mut RequestRecord,
 ) -> Result<Response, ApiError> {
     let deadline = Instant::now() + state.edge.request_timeout;
-    let mut call = D::parse_chat(body)?;
+    let mut call = D::parse_chat(body, &state.dialects)?;
     call.request.request_id = Some(record.id().to_string());
     record.asked_for(&call.request.model, call.request.has_unresolved_images());
     let mesh = call.mesh_tools.as_ref();

@@ -16,7 +16,9 @@ use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 use crate::dialect::anthropic::Anthropic;
+use crate::dialect::completions::Completions;
 use crate::dialect::openai::OpenAi;
+use crate::dialect::responses::Responses;
 use crate::error::{ApiError, Fault};
 use crate::ids;
 use crate::keys::Scope;
@@ -29,7 +31,9 @@ pub mod chat;
 pub mod conn;
 pub mod count_tokens;
 pub mod edge;
+pub mod embeddings;
 pub mod health;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod record;
@@ -177,10 +181,14 @@ async fn handle(
     // Routes without a body never read one: the connection is closed after the answer
     // instead, so a body nobody asked for costs nothing.
     let limit = match route {
-        Route::OpenAiChat | Route::AnthropicMessages | Route::AnthropicCountTokens => {
-            Some(state.edge.max_body_bytes)
-        }
-        Route::ToolsExecute => Some(state.edge.max_tool_body_bytes),
+        Route::OpenAiChat
+        | Route::OpenAiCompletions
+        | Route::OpenAiResponses
+        | Route::OpenAiEmbeddings
+        | Route::AnthropicMessages
+        | Route::AnthropicCountTokens => Some(state.edge.max_body_bytes),
+        // MCP runs the same tools as the Tools API: the same limit, or it would be a way round it.
+        Route::ToolsExecute | Route::Mcp => Some(state.edge.max_tool_body_bytes),
         Route::AdminWorkerRevoke(_)
         | Route::AdminTokenCreate
         | Route::AdminKeyCreate
@@ -218,6 +226,10 @@ async fn handle(
         Route::OpenAiModels => chat::models::<OpenAi>(state),
         Route::OpenAiModel(id) => chat::model::<OpenAi>(state, &id),
         Route::OpenAiChat => chat::chat::<OpenAi>(state, bytes, record).await,
+        Route::OpenAiCompletions => chat::chat::<Completions>(state, bytes, record).await,
+        Route::OpenAiResponses => chat::chat::<Responses>(state, bytes, record).await,
+        Route::OpenAiEmbeddings => embeddings::embeddings(state, bytes, record).await,
+        Route::Mcp => mcp::mcp(state, bytes).await,
         Route::AnthropicMessages => chat::chat::<Anthropic>(state, bytes, record).await,
         Route::AnthropicCountTokens => count_tokens::count_tokens(state, bytes).await,
         Route::AnthropicModels => chat::models::<Anthropic>(state),

@@ -24,6 +24,10 @@ mod tests {
         assert_eq!(doc["openapi"], "3.0.3");
         for path in [
             "/api/openai/chat/completions",
+            "/api/openai/completions",
+            "/api/openai/responses",
+            "/api/openai/embeddings",
+            "/mcp",
             "/api/openai/models",
             "/api/openai/models/{model}",
             "/api/anthropic/v1/messages",
@@ -81,6 +85,6 @@ mod tests {
                 operations += 1;
             }
         }
-        assert_eq!(operations, 17);
+        assert_eq!(operations, 21);
     }
 }

@@ -19,12 +19,17 @@ pub enum Route {
     OpenAiModels,
     OpenAiModel(String),
     OpenAiChat,
+    OpenAiCompletions,
+    OpenAiResponses,
+    OpenAiEmbeddings,
     AnthropicMessages,
     AnthropicCountTokens,
     AnthropicModels,
     AnthropicModel(String),
     ToolsList,
     ToolsExecute,
+    /// The mesh's tools as an MCP server (streamable HTTP).
+    Mcp,
     AdminWorkers,
     AdminWorkerRevoke(String),
     AdminTokens,
@@ -58,11 +63,19 @@ impl Route {
         }
     }
 
-    /// Whether requests on the route count against their key's limits and usage.
+    /// Whether requests on the route count against their key's limits and usage: generations,
+    /// embeddings and tool calls (every MCP request too: it runs the same tools as the Tools
+    /// API, and counting only its calls would mean reading the body before the limits).
     pub fn uses_quota(&self) -> bool {
         matches!(
             self,
-            Route::OpenAiChat | Route::AnthropicMessages | Route::ToolsExecute
+            Route::OpenAiChat
+                | Route::OpenAiCompletions
+                | Route::OpenAiResponses
+                | Route::OpenAiEmbeddings
+                | Route::AnthropicMessages
+                | Route::ToolsExecute
+                | Route::Mcp
         )
     }
 
@@ -73,11 +86,15 @@ impl Route {
             Route::Metrics => "metrics",
             Route::OpenAiModels | Route::OpenAiModel(_) => "openai_models",
             Route::OpenAiChat => "openai_chat",
+            Route::OpenAiCompletions => "openai_completions",
+            Route::OpenAiResponses => "openai_responses",
+            Route::OpenAiEmbeddings => "openai_embeddings",
             Route::AnthropicMessages => "anthropic_messages",
             Route::AnthropicCountTokens => "anthropic_count_tokens",
             Route::AnthropicModels | Route::AnthropicModel(_) => "anthropic_models",
             Route::ToolsList => "tools_list",
             Route::ToolsExecute => "tools_execute",
+            Route::Mcp => "mcp",
             Route::OpenApi => "openapi",
             Route::AdminWorkers | Route::AdminWorkerRevoke(_) => "admin_workers",
             Route::AdminTokens | Route::AdminTokenCreate | Route::AdminTokenRevoke(_) => {
@@ -120,6 +137,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         let rest = rest.strip_prefix("/v1").unwrap_or(rest);
         match rest {
             "/chat/completions" => (Some(Route::OpenAiChat), Method::POST),
+            "/completions" => (Some(Route::OpenAiCompletions), Method::POST),
+            "/responses" => (Some(Route::OpenAiResponses), Method::POST),
+            "/embeddings" => (Some(Route::OpenAiEmbeddings), Method::POST),
             "/models" => (Some(Route::OpenAiModels), Method::GET),
             _ => match rest.strip_prefix("/models/") {
                 Some(id) if !id.is_empty() => (Some(Route::OpenAiModel(decode(id))), Method::GET),
@@ -146,6 +166,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             "/execute" => (Some(Route::ToolsExecute), Method::POST),
             _ => (None, Method::GET),
         }
+    } else if path == "/mcp" {
+        // Streamable HTTP: JSON-RPC over POST; no server-initiated stream (GET is 405).
+        (Some(Route::Mcp), Method::POST)
     } else if let Some(rest) = path.strip_prefix("/api/admin/v1") {
         admin_route(method, rest)
     } else {
@@ -258,6 +281,24 @@ mod tests {
             (Method::GET, "/api/tools/v1/list", Route::ToolsList),
             (Method::GET, "/api/tools/v1/tools", Route::ToolsList),
             (Method::POST, "/api/tools/v1/execute", Route::ToolsExecute),
+            (
+                Method::POST,
+                "/api/openai/completions",
+                Route::OpenAiCompletions,
+            ),
+            (Method::POST, "/v1/completions", Route::OpenAiCompletions),
+            (
+                Method::POST,
+                "/api/openai/v1/responses",
+                Route::OpenAiResponses,
+            ),
+            (
+                Method::POST,
+                "/api/openai/embeddings",
+                Route::OpenAiEmbeddings,
+            ),
+            (Method::POST, "/mcp", Route::Mcp),
+            (Method::POST, "/mcp/", Route::Mcp),
             (Method::GET, "/api/admin/v1/workers", Route::AdminWorkers),
             (
                 Method::POST,
@@ -305,6 +346,11 @@ mod tests {
             route(&Method::GET, "/api/openai/chat/completions")
                 .expect_err("405")
                 .fault,
+            Fault::MethodNotAllowed
+        );
+        // MCP clients probe for a server-initiated stream with GET; 405 tells them there is none.
+        assert_eq!(
+            route(&Method::GET, "/mcp").expect_err("405").fault,
             Fault::MethodNotAllowed
         );
     }

@@ -10,6 +10,8 @@ use super::admin::Admin;
 use super::auth::Authenticator;
 use super::body::BodyBudget;
 use super::edge::EdgeConfig;
+use crate::dialect::responses::state::StateKey;
+use crate::dialect::DialectContext;
 use crate::generation::Generator;
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub bodies: BodyBudget,
     /// Limits and usage per key, shared with the other routers through the records.
     pub quotas: Arc<Quotas>,
+    /// What dialects need besides a body (the key of Responses API conversations).
+    pub dialects: DialectContext,
 }
 
 impl AppState {
@@ -57,7 +61,18 @@ impl AppState {
             streams_deadline: CancellationToken::new(),
             edge: EdgeConfig::default(),
             bodies: BodyBudget::new(EdgeConfig::default().body_budget_bytes),
+            // A key of this router's own until `with_response_key` gives the cluster's.
+            dialects: DialectContext {
+                response_state: Arc::new(StateKey::random()),
+                streamed_responses: Arc::default(),
+            },
         }
+    }
+
+    /// Seals Responses API conversations with the key every router of the cluster holds.
+    pub fn with_response_key(mut self, key: StateKey) -> Self {
+        self.dialects.response_state = Arc::new(key);
+        self
     }
 
     /// Sets the edge's limits (the defaults otherwise).

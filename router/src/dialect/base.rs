@@ -1,13 +1,25 @@
 //! What every dialect provides: the [`Dialect`] trait the API handlers are written over, the
 //! stream renderer it hands out, and the parsed chat call.
 
+use std::sync::Arc;
+
 use auxot_common::chat::{ChatEvent, ChatRequest};
 use auxot_common::completion::Completion;
 use auxot_common::mesh::node::ModelInfo;
 use serde_json::Value;
 
+use super::responses::state::{StateKey, StreamedResponses};
 use crate::error::{ApiError, DialectKind};
 use crate::generation::tool_loop::MeshTools;
+
+/// What a dialect may need besides the request body: router-wide secrets and settings.
+#[derive(Debug, Clone)]
+pub struct DialectContext {
+    /// Seals and opens the conversations Responses API ids carry.
+    pub response_state: Arc<StateKey>,
+    /// The conversations of the responses this router streamed, by their stream ids.
+    pub streamed_responses: Arc<StreamedResponses>,
+}
 
 /// One server-sent event: an optional `event:` name and its `data:` payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +76,10 @@ pub trait Dialect: Send + Sync + 'static {
     type Renderer: StreamRenderer;
 
     /// Parses and validates a chat request body.
-    fn parse_chat(body: &[u8]) -> Result<ChatCall<Self::Options>, ApiError>;
+    fn parse_chat(
+        body: &[u8],
+        context: &DialectContext,
+    ) -> Result<ChatCall<Self::Options>, ApiError>;
 
     /// A whole, non-streaming answer.
     fn render_completion(options: &Self::Options, completion: &Completion) -> Value;

@@ -1,4 +1,5 @@
-//! The API dialects: everything that differs between OpenAI's and Anthropic's APIs.
+//! The API dialects: everything that differs between OpenAI's and Anthropic's APIs, and between
+//! OpenAI's chat completions, legacy completions and Responses API.
 //!
 //! A dialect parses a request body into the canonical [`ChatRequest`] and renders canonical
 //! results back: a whole completion, a stream of events as server-sent-event frames, model
@@ -13,10 +14,13 @@ use crate::error::{ApiError, DialectKind};
 
 pub mod anthropic;
 mod base;
+pub mod completions;
+pub mod embeddings;
 pub mod openai;
 pub mod plain;
+pub mod responses;
 
-pub use base::{ChatCall, Dialect, SseFrame, StreamRenderer};
+pub use base::{ChatCall, Dialect, DialectContext, SseFrame, StreamRenderer};
 
 /// The error body for `error` in the dialect of `kind`, for callers that know the dialect only
 /// at run time (an unknown path, a failed authentication).

@@ -89,6 +89,23 @@ impl Admission {
         request: &ChatRequest,
         tried: &HashSet<String>,
     ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
+        self.admit_among(registry, policy, request, || {
+            candidates::for_chat(registry, request, tried)
+        })
+        .await
+    }
+
+    /// Like [`Self::admit`] over the workers `find` lists (looked at again whenever workers
+    /// change), for requests that are not chats (embeddings): `request` is what the policy sees
+    /// (an embedding's has no messages, so no prefix to prefer a worker by) and its model names
+    /// the refusal.
+    pub async fn admit_among(
+        &self,
+        registry: &Registry,
+        policy: &dyn Policy,
+        request: &ChatRequest,
+        mut find: impl FnMut() -> Result<Vec<Arc<WorkerView>>, ForwardError>,
+    ) -> Result<Option<Arc<WorkerView>>, ForwardError> {
         let deadline = tokio::time::Instant::now() + self.limits.queue_timeout;
         let changed = registry.changed();
         let mut place = None;
@@ -97,7 +114,7 @@ impl Admission {
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let candidates = candidates::for_chat(registry, request, tried)?;
+            let candidates = find()?;
             if candidates.is_empty() {
                 return Ok(None);
             }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use auxot_common::chat::{ChatEvent, ChatRequest};
 use auxot_common::completion::check_event;
+use auxot_common::embedding::{EmbedRequest, Embeddings};
 use auxot_common::error::{ErrorKind, RemoteError};
 use auxot_common::tools::{ToolCallRequest, ToolCallResult};
 use auxot_common::wire::{encode_frame, FrameError, WireReply, WireRequest, MAX_FRAME_BYTES};
@@ -80,6 +81,7 @@ fn reply_kind(reply: &WireReply) -> &'static str {
         WireReply::Event(_) => "event",
         WireReply::TokenCount { .. } => "token_count",
         WireReply::ToolResult(_) => "tool_result",
+        WireReply::Embeddings(_) => "embeddings",
         WireReply::Error(_) => "error",
     }
 }
@@ -367,6 +369,75 @@ impl Forwarder {
             };
             Ok(Step::Tried {
                 worker: worker.advert.node_id.clone(),
+                outcome,
+            })
+        })
+        .await
+    }
+
+    /// Embeds texts on a worker serving the embedding model, retrying elsewhere when a worker
+    /// goes away (embedding has no side effects). Through admission like a chat.
+    pub async fn embed(&self, request: &EmbedRequest) -> Result<Embeddings, ForwardError> {
+        let frame = encode(&WireRequest::Embed(request.clone()))?;
+        let frame = &frame;
+        let timeout = self.timeouts.first_output;
+        // What the routing policy sees: the model alone (no conversation to keep together).
+        let routed = &ChatRequest {
+            model: request.model.clone(),
+            ..ChatRequest::default()
+        };
+        retry(MAX_ATTEMPTS, &HashSet::new(), |tried| async move {
+            let admitted = self
+                .admission
+                .admit_among(&self.registry, &*self.policy, routed, || {
+                    candidates::for_embedding(&self.registry, &request.model, &tried)
+                })
+                .await?;
+            let Some(worker) = admitted else {
+                return Ok(Step::NoCandidate);
+            };
+            let node = &worker.advert.node_id;
+            let outcome = match self.call(&worker, frame, timeout).await {
+                Ok(WireReply::Embeddings(embeddings))
+                    if embeddings.vectors.len() == request.inputs.len() =>
+                {
+                    self.registry.record_success(&worker.advert);
+                    Attempt::Done(embeddings)
+                }
+                Ok(WireReply::Error(error)) => {
+                    if is_worker_fault(error.kind) {
+                        self.registry.record_fault(&worker.advert);
+                    }
+                    Attempt::from_error(error)
+                }
+                Ok(other) => {
+                    // A reply no embedding request could produce: distrust the worker.
+                    let what = match &other {
+                        WireReply::Embeddings(e) => format!(
+                            "{} vectors for {} inputs",
+                            e.vectors.len(),
+                            request.inputs.len()
+                        ),
+                        other => format!("an unexpected `{}` reply", reply_kind(other)),
+                    };
+                    warn!(worker = %node, fault = %what, "worker failed a request: routing around it");
+                    self.registry.mark_failed(&worker.advert);
+                    Attempt::Retry(RemoteError::new(
+                        ErrorKind::Upstream,
+                        format!("worker {node} sent {what}"),
+                    ))
+                }
+                Err(CallError::Lost(error)) => Attempt::Retry(error),
+                Err(CallError::TimedOut) => {
+                    self.registry.mark_failed(&worker.advert);
+                    Attempt::Retry(RemoteError::new(
+                        ErrorKind::Unavailable,
+                        format!("worker {node} did not answer within {timeout:?}"),
+                    ))
+                }
+            };
+            Ok(Step::Tried {
+                worker: node.clone(),
                 outcome,
             })
         })

@@ -100,6 +100,7 @@ fn advert(id: &str, capacity: u32) -> WorkerAdvert {
             vision: false,
             reasoning: false,
             continues: true,
+            ..Default::default()
         }],
         tools: Vec::new(),
         device: DeviceInfo::cpu(),

@@ -51,6 +51,7 @@ impl InProcessWorker {
 pub struct InProcessCluster {
     pub dir: tempfile::TempDir,
     pub api_key: String,
+    pub admin_key: String,
     pub join_token: String,
     pub routers: Vec<RouterHandle>,
     pub workers: Vec<WorkerHandle>,
@@ -66,6 +67,7 @@ impl InProcessCluster {
         let mut cluster = InProcessCluster {
             dir,
             api_key: out.api_key.expect("api key"),
+            admin_key: out.admin_key,
             join_token: out.join_token,
             routers: Vec::new(),
             workers: Vec::new(),

@@ -255,6 +255,18 @@ pub fn reasoning_effort(effort: Option<&str>) -> Result<Option<ReasoningEffort>,
     }
 }
 
+/// The decoding constraint of a structured-output format: closed objects (see
+/// [`constrain::strict_schema`]).
+pub fn constraint(format: &ResponseFormat) -> Constraint {
+    match format {
+        ResponseFormat::Text => Constraint::None,
+        ResponseFormat::JsonObject => Constraint::JsonSchema(constrain::any_object()),
+        ResponseFormat::JsonSchema { schema, .. } => {
+            Constraint::JsonSchema(constrain::strict_schema(schema))
+        }
+    }
+}
+
 /// What the generated text is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -388,13 +400,7 @@ pub fn prepare(request: &ChatRequest) -> Result<Prepared, RemoteError> {
             )
         }
         None => {
-            let constraint = match &request.response_format {
-                ResponseFormat::Text => Constraint::None,
-                ResponseFormat::JsonObject => Constraint::JsonSchema(constrain::any_object()),
-                ResponseFormat::JsonSchema { schema, .. } => {
-                    Constraint::JsonSchema(constrain::strict_schema(schema))
-                }
-            };
+            let constraint = constraint(&request.response_format);
             let tools = tools(&request.tools);
             let choice = tool_choice(&request.tool_choice, tools.is_some());
             (constraint, Output::Text, tools, choice)

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use auxot_common::chat::{ChatEvent, ChatRequest};
+use auxot_common::embedding::{EmbedRequest, Embeddings};
 use auxot_common::error::RemoteError;
 use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
 use tokio::sync::mpsc::UnboundedSender;
@@ -55,4 +56,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Counts the prompt tokens `request` would use, with the model's tokenizer and template.
     async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, RemoteError>;
+
+    /// One vector per input, for engines serving an embedding model.
+    async fn embed(&self, _request: &EmbedRequest) -> Result<Embeddings, RemoteError> {
+        Err(RemoteError::invalid(format!(
+            "model `{}` is not an embedding model",
+            self.model().id
+        )))
+    }
 }

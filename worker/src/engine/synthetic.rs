@@ -310,6 +310,7 @@ impl SyntheticEngine {
             vision: false,
             reasoning: false,
             continues: true,
+            ..Default::default()
         };
         let cache = Mutex::new(PrefixCache {
             capacity: options.prefix_cache,
@@ -323,9 +324,11 @@ impl SyntheticEngine {
         })
     }
 
-    /// The prompt size of a conversation (at least one token).
-    fn prompt_tokens(messages: &[Message]) -> u32 {
-        tokens_of(messages.iter().map(message_bytes).sum()).max(1)
+    /// The prompt size of a conversation, or of a raw prompt (at least one token).
+    fn prompt_tokens(request: &ChatRequest) -> u32 {
+        let bytes: usize = request.messages.iter().map(message_bytes).sum::<usize>()
+            + request.prompt.as_ref().map_or(0, String::len);
+        tokens_of(bytes).max(1)
     }
 
     /// Time to first token for `messages` as prompt: the fixed part plus prefill of what the
@@ -412,7 +415,7 @@ impl Engine for SyntheticEngine {
         };
         let gap = (self.options.tokens_per_second > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / self.options.tokens_per_second));
-        let prompt_tokens = Self::prompt_tokens(&base.messages);
+        let prompt_tokens = Self::prompt_tokens(&base);
         if request.prompt_tokens_first
             && events
                 .send(ChatEvent::PromptTokens {
@@ -464,7 +467,7 @@ impl Engine for SyntheticEngine {
     }
 
     async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, RemoteError> {
-        Ok(Self::prompt_tokens(&request.messages))
+        Ok(Self::prompt_tokens(request))
     }
 }
 

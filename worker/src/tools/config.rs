@@ -42,6 +42,11 @@
 //! env = {}
 //! pass_env = []
 //! startup_timeout_secs = 60
+//!
+//! [[mcp]]                        # over streamable HTTP instead of stdio
+//! name = "remote"
+//! url = "https://mcp.example.com/mcp"
+//! bearer_token_env = "REMOTE_MCP_TOKEN"
 //! ```
 
 use std::collections::HashMap;
@@ -71,7 +76,7 @@ pub struct ToolsConfig {
     /// `[[command]]` entries: local programs exposed as tools.
     #[serde(default, rename = "command")]
     pub commands: Vec<CommandConfig>,
-    /// `[[mcp]]` entries: MCP servers over stdio whose tools are exposed.
+    /// `[[mcp]]` entries: MCP servers (stdio or streamable HTTP) whose tools are exposed.
     #[serde(default, rename = "mcp")]
     pub mcp_servers: Vec<McpConfig>,
 }
@@ -282,6 +287,19 @@ mod tests {
             (
                 "[[mcp]]\nname = \"a\"\ncommand = \"x\"\n[[mcp]]\nname = \"a\"\ncommand = \"y\"",
                 "two [[mcp]] entries are named `a`",
+            ),
+            (
+                "[[mcp]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h/mcp\"",
+                "either a command (stdio) or a url",
+            ),
+            ("[[mcp]]\nname = \"a\"", "either a command (stdio) or a url"),
+            (
+                "[[mcp]]\nname = \"a\"\nurl = \"ftp://h/mcp\"",
+                "url must be http or https",
+            ),
+            (
+                "[[mcp]]\nname = \"a\"\ncommand = \"x\"\nbearer_token_env = \"T\"",
+                "bearer_token_env goes with url",
             ),
         ];
         for (text, expected) in cases {

@@ -1,7 +1,9 @@
-//! `[[mcp]]` tools: the tools of MCP servers, started as child processes and spoken to over
-//! stdio with the official Rust SDK (`rmcp`).
+//! `[[mcp]]` tools: the tools of MCP servers, spoken to with the official Rust SDK (`rmcp`):
+//! started as child processes and spoken to over stdio (`command = ...`), or reached over the
+//! streamable HTTP transport (`url = ...`, with an optional bearer token).
 //!
-//! Each server is started once, at load, and kept for the worker's lifetime: MCP servers are
+//! Each server is started (or connected to) once, at load, and kept for the worker's lifetime:
+//! MCP servers are
 //! often slow to start (`npx` downloads) and some keep state between calls, so a process per call
 //! (as `[[command]]` does) would be slow and wrong. Its tools are advertised under the names the
 //! server gives them; names a model API would reject are skipped with a warning rather than
@@ -24,7 +26,8 @@ use rmcp::model::{
     ErrorCode, Implementation, ResourceContents,
 };
 use rmcp::service::RunningService;
-use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceError, ServiceExt as _};
 use serde::Deserialize;
 use serde_json::Value;
@@ -33,15 +36,22 @@ use super::input;
 use super::process_env::child_env;
 use super::runner::{check_tool_name, Tool};
 
-/// One `[[mcp]]` in the tools configuration file: an MCP server started as a child process,
-/// spoken to over stdio.
+/// One `[[mcp]]` in the tools configuration file: an MCP server started as a child process and
+/// spoken to over stdio (`command`), or one reached over streamable HTTP (`url`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpConfig {
     /// A label for logs and errors; the tools keep the names the server gives them.
     pub name: String,
-    /// The program that is the server.
+    /// The program that is the server (stdio).
+    #[serde(default)]
     pub command: String,
+    /// The server's streamable-HTTP endpoint, instead of `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The name of an environment variable of the worker holding a bearer token for `url`.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
     #[serde(default)]
     pub args: Vec<String>,
     /// Variables set for the server.
@@ -60,12 +70,32 @@ fn default_startup_timeout_secs() -> u64 {
 }
 
 impl McpConfig {
-    /// Checks what serde cannot: a label and a command.
+    /// Checks what serde cannot: a label, and either a command or an http(s) URL.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.name.trim().is_empty() || self.command.trim().is_empty() {
-            anyhow::bail!("every [[mcp]] needs a name (a label) and a command");
+        let has_command = !self.command.trim().is_empty();
+        if self.name.trim().is_empty() || has_command == self.url.is_some() {
+            anyhow::bail!(
+                "every [[mcp]] needs a name (a label) and either a command (stdio) or a url (streamable HTTP)"
+            );
+        }
+        if let Some(url) = &self.url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| anyhow::anyhow!("[[mcp]] `{}`: url {url}: {e}", self.name))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!("[[mcp]] `{}`: url must be http or https", self.name);
+            }
+        } else if self.bearer_token_env.is_some() {
+            anyhow::bail!(
+                "[[mcp]] `{}`: bearer_token_env goes with url, not command",
+                self.name
+            );
         }
         Ok(())
+    }
+
+    /// What the server is, for messages: its command or its URL.
+    fn target(&self) -> &str {
+        self.url.as_deref().unwrap_or(&self.command)
     }
 }
 
@@ -82,9 +112,34 @@ pub struct McpTool {
     info: ToolInfo,
 }
 
-/// Starts the server of one `[[mcp]]` entry and lists its tools.
-pub async fn start(config: &McpConfig) -> anyhow::Result<Vec<McpTool>> {
-    let label = &config.name;
+/// Connects to the server of a `url` entry over streamable HTTP.
+async fn connect_http(
+    config: &McpConfig,
+    url: &str,
+    client: ClientConfig,
+) -> anyhow::Result<RunningService<RoleClient, ClientConfig>> {
+    let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url);
+    if let Some(variable) = &config.bearer_token_env {
+        let token = std::env::var(variable).with_context(|| {
+            format!(
+                "[[mcp]] `{}`: bearer_token_env names `{variable}`, which is not set",
+                config.name
+            )
+        })?;
+        transport_config = transport_config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(transport_config);
+    client
+        .serve(transport)
+        .await
+        .context("the MCP handshake failed")
+}
+
+/// Starts the server of a `command` entry and connects to it over stdio.
+async fn connect_stdio(
+    config: &McpConfig,
+    client: ClientConfig,
+) -> anyhow::Result<RunningService<RoleClient, ClientConfig>> {
     let mut command = tokio::process::Command::new(&config.command);
     command
         .args(&config.args)
@@ -92,19 +147,28 @@ pub async fn start(config: &McpConfig) -> anyhow::Result<Vec<McpTool>> {
         .envs(child_env(&config.env, &config.pass_env));
     let transport = TokioChildProcess::new(command).with_context(|| {
         format!(
-            "[[mcp]] `{label}`: could not start `{}` (is it installed and on PATH?)",
-            config.command
+            "[[mcp]] `{}`: could not start `{}` (is it installed and on PATH?)",
+            config.name, config.command
         )
     })?;
+    client
+        .serve(transport)
+        .await
+        .context("the MCP handshake failed")
+}
+
+/// Starts (or connects to) the server of one `[[mcp]]` entry and lists its tools.
+pub async fn start(config: &McpConfig) -> anyhow::Result<Vec<McpTool>> {
+    let label = &config.name;
     let client = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("auxot-worker", env!("CARGO_PKG_VERSION")),
     );
     let startup = async {
-        let session = client
-            .serve(transport)
-            .await
-            .context("the MCP handshake failed")?;
+        let session = match &config.url {
+            Some(url) => connect_http(config, url, client).await?,
+            None => connect_stdio(config, client).await?,
+        };
         let tools = session
             .list_all_tools()
             .await
@@ -121,7 +185,7 @@ pub async fn start(config: &McpConfig) -> anyhow::Result<Vec<McpTool>> {
             )
         })
         .and_then(|started| started)
-        .with_context(|| format!("[[mcp]] `{label}` (`{}`)", config.command))?;
+        .with_context(|| format!("[[mcp]] `{label}` (`{}`)", config.target()))?;
 
     let server = Arc::new(McpServer {
         label: label.clone(),
@@ -175,7 +239,7 @@ impl McpTool {
             ),
             ServiceError::TransportClosed | ServiceError::TransportSend(_) => RemoteError::new(
                 ErrorKind::Upstream,
-                format!("MCP server `{label}` is not running any more (it exited or closed its stdout); restart the worker"),
+                format!("MCP server `{label}` is not reachable any more (it exited, closed its stdout or its HTTP session ended); restart the worker"),
             ),
             other => RemoteError::new(
                 ErrorKind::Upstream,
@@ -274,6 +338,8 @@ mod tests {
         McpConfig {
             name: "test".into(),
             command: command.into(),
+            url: None,
+            bearer_token_env: None,
             args: Vec::new(),
             env: BTreeMap::new(),
             pass_env: Vec::new(),

@@ -6,7 +6,7 @@ use auxot_common::completion::Completion;
 use auxot_common::mesh::node::ModelInfo;
 use serde_json::Value;
 
-use super::base::{ChatCall, Dialect, SseFrame, StreamRenderer};
+use super::base::{ChatCall, Dialect, DialectContext, SseFrame, StreamRenderer};
 use crate::error::{ApiError, DialectKind};
 use crate::ids;
 
@@ -55,7 +55,7 @@ impl Dialect for Anthropic {
     type Options = Options;
     type Renderer = Renderer;
 
-    fn parse_chat(body: &[u8]) -> Result<ChatCall<Options>, ApiError> {
+    fn parse_chat(body: &[u8], _context: &DialectContext) -> Result<ChatCall<Options>, ApiError> {
         let translated = parse(body, true)?;
         Ok(ChatCall {
             request: translated.request,

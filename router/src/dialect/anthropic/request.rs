@@ -383,6 +383,7 @@ pub fn translate(input: MessagesRequest, need_max_tokens: bool) -> Result<Transl
         request: ChatRequest {
             model,
             messages,
+            prompt: None,
             tools,
             tool_choice,
             sampling: Sampling {

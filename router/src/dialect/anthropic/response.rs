@@ -194,14 +194,14 @@ mod tests {
                 context_length: None,
                 vision: false,
                 reasoning: false,
-                continues: false,
+                ..Default::default()
             },
             ModelInfo {
                 id: "b".into(),
                 context_length: None,
                 vision: false,
                 reasoning: false,
-                continues: false,
+                ..Default::default()
             },
         ];
         let list = model_list(&models, 0);

@@ -5,7 +5,7 @@ use auxot_common::completion::Completion;
 use auxot_common::mesh::node::ModelInfo;
 use serde_json::Value;
 
-use super::base::{ChatCall, Dialect, SseFrame, StreamRenderer};
+use super::base::{ChatCall, Dialect, DialectContext, SseFrame, StreamRenderer};
 use crate::error::{ApiError, DialectKind};
 use crate::ids;
 
@@ -48,7 +48,7 @@ impl Dialect for OpenAi {
     type Options = Options;
     type Renderer = Renderer;
 
-    fn parse_chat(body: &[u8]) -> Result<ChatCall<Options>, ApiError> {
+    fn parse_chat(body: &[u8], _context: &DialectContext) -> Result<ChatCall<Options>, ApiError> {
         crate::limits::check_json_depth(body)?;
         let parsed: request::ChatCompletionRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;

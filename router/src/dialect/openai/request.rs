@@ -373,6 +373,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
         request: ChatRequest {
             model: input.model,
             messages,
+            prompt: None,
             tools,
             tool_choice,
             sampling: Sampling {

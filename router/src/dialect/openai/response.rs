@@ -72,7 +72,11 @@ pub fn model(info: &ModelInfo, created: u64) -> Value {
     if let Some(context) = info.context_length {
         value["context_length"] = json!(context);
     }
-    value["capabilities"] = json!({"vision": info.vision, "reasoning": info.reasoning});
+    value["capabilities"] = json!({
+        "vision": info.vision,
+        "reasoning": info.reasoning,
+        "embedding": !info.kind.is_chat(),
+    });
     value
 }
 

@@ -17,17 +17,18 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use auxot_common::mesh::node::{DeviceInfo, ModelInfo};
+use auxot_common::mesh::node::{DeviceInfo, ModelInfo, ModelKind};
 use mistralrs::core::{
     AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder,
     GGUFSpecificConfig, MistralRsBuilder, ModelDType, SchedulerConfig, SupportedModality,
 };
 use mistralrs::{
-    Device, GgufModelBuilder, MemoryGpuConfig, Model, ModelBuilder, PagedAttentionMetaBuilder,
-    TokenSource,
+    Device, GgufModelBuilder, MemoryGpuConfig, Model, ModelBuilder, ModelCategory,
+    PagedAttentionMetaBuilder, TokenSource,
 };
 use tracing::info;
 
+use super::capabilities;
 use super::cpu::{self, Dequantize};
 use super::source::{self, Source};
 use super::tokenize;
@@ -54,6 +55,8 @@ pub struct MistralOptions {
     /// Whether GGUF weights are expanded to F32 on a CPU; acted on by
     /// [`cpu::prepare_engine_environment`] before the process starts threads, only checked here.
     pub dequantize: Dequantize,
+    /// Whether the model reasons; `None` detects it from the chat template.
+    pub reasoning: Option<bool>,
 }
 
 /// A loaded model and what is known about it.
@@ -109,30 +112,48 @@ pub async fn load(options: &MistralOptions) -> anyhow::Result<Loaded> {
     } else {
         DeviceInfo::cpu()
     };
-    info!(model = %id, ?context_length, vision, device = %device.name, "model loaded");
-    let grammar_end_tokens: Vec<u32> = single_tokens(&model, GRAMMAR_END_TOKENS)
-        .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let closing_tokens = single_tokens(&model, constrain::CLOSING_TEXTS)
-        .await
-        .into_iter()
-        .map(|(id, text)| (id, constrain::closing_bias(text)))
-        .collect::<Vec<_>>();
-    info!(
-        end_tokens = ?grammar_end_tokens,
-        closing_tokens = closing_tokens.len(),
-        "tokens for constrained generations"
-    );
+    // mistral.rs loads a directory with `config_sentence_transformers.json` as an embedding
+    // model; such a model only embeds (no reasoning, constraints or continuations).
+    let kind = match config.category {
+        ModelCategory::Embedding => ModelKind::Embedding,
+        _ => ModelKind::Chat,
+    };
+    info!(model = %id, ?context_length, vision, ?kind, device = %device.name, "model loaded");
+    let (reasoning, grammar_end_tokens, closing_tokens) = match kind {
+        ModelKind::Embedding => (false, Vec::new(), Vec::new()),
+        ModelKind::Chat => {
+            let reasoning = match options.reasoning {
+                Some(reasoning) => reasoning,
+                None => capabilities::detect_reasoning(&model).await,
+            };
+            let grammar_end_tokens: Vec<u32> = single_tokens(&model, GRAMMAR_END_TOKENS)
+                .await
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let closing_tokens = single_tokens(&model, constrain::CLOSING_TEXTS)
+                .await
+                .into_iter()
+                .map(|(id, text)| (id, constrain::closing_bias(text)))
+                .collect::<Vec<_>>();
+            info!(
+                reasoning,
+                end_tokens = ?grammar_end_tokens,
+                closing_tokens = closing_tokens.len(),
+                "chat model: reasoning and tokens for constrained generations"
+            );
+            (reasoning, grammar_end_tokens, closing_tokens)
+        }
+    };
     Ok(Loaded {
         model,
         info: ModelInfo {
             id,
             context_length,
             vision,
-            reasoning: false,
-            continues: true,
+            reasoning,
+            continues: kind.is_chat(),
+            kind,
         },
         device,
         capacity: u32::try_from(options.max_seqs).unwrap_or(u32::MAX),

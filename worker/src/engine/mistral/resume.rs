@@ -8,6 +8,9 @@
 //! raw-token completion. The model then sees its own turn left open and carries on, and stops at
 //! its end-of-turn token as in a chat.
 //!
+//! A raw prompt (legacy completions) continues the same way, without a template: the prompt's
+//! ids followed by the cut text's.
+//!
 //! Only plain text answers continue this way: a forced tool call or JSON output is constrained
 //! by a grammar that would have to resume mid-document, parsed tool calls need the chat path,
 //! and images do not travel in raw tokens. Those are refused (the router then ends the stream
@@ -60,6 +63,37 @@ pub async fn prompt(
         )));
     }
     let mut ids = tokenize::prompt_ids(model, prepared).await?;
+    let prompt_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    let turn = tokenize::tokenize_text(model, &partial.text).await?;
+    let turn_tokens = u32::try_from(turn.len()).unwrap_or(u32::MAX);
+    ids.extend(turn);
+    Ok(Resume {
+        ids,
+        prompt_tokens,
+        turn_tokens,
+    })
+}
+
+/// The prompt continuing `partial` after the raw prompt `prompt` (legacy completions).
+pub async fn raw_prompt(
+    model: &Model,
+    prompt: &str,
+    constraint: &Constraint,
+    partial: &Partial,
+) -> Result<Resume, RemoteError> {
+    let refusal = if !matches!(constraint, Constraint::None) {
+        Some("JSON output")
+    } else if !partial.calls.is_empty() || !partial.reasoning.is_empty() {
+        Some("a cut turn holding tool calls or reasoning")
+    } else {
+        None
+    };
+    if let Some(what) = refusal {
+        return Err(RemoteError::invalid(format!(
+            "this worker's engine cannot continue {what}; only plain text answers"
+        )));
+    }
+    let mut ids = tokenize::text_prompt_ids(model, prompt).await?;
     let prompt_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
     let turn = tokenize::tokenize_text(model, &partial.text).await?;
     let turn_tokens = u32::try_from(turn.len()).unwrap_or(u32::MAX);

@@ -77,8 +77,8 @@ impl EngineChunk {
 }
 
 impl EngineChunk {
-    /// A chunk of a raw-prompt generation (a continued turn is sent as prompt tokens, and the
-    /// engine answers those with completion chunks, which carry no usage).
+    /// A chunk of a raw-prompt generation: a legacy completion, or a continued turn (sent as
+    /// prompt tokens). The engine reports no usage on these; the finish reason comes at the end.
     pub fn from_completion(chunk: mistralrs::core::CompletionChunkResponse) -> Self {
         let mut out = EngineChunk::default();
         for choice in chunk.choices {

@@ -9,7 +9,7 @@
 
 use auxot_common::error::RemoteError;
 use either::Either;
-use mistralrs::core::TokenizationRequest;
+use mistralrs::core::{DetokenizationRequest, ReasoningEffort, TokenizationRequest};
 use mistralrs::{Model, Request};
 use tokio::sync::mpsc;
 
@@ -46,18 +46,78 @@ async fn tokenize(
 
 /// The ids of `text`, with no special tokens added.
 pub async fn tokenize_text(model: &Model, text: &str) -> Result<Vec<u32>, RemoteError> {
+    tokenize_raw(model, text, false).await
+}
+
+/// Prompt tokens of a raw prompt, counted as the engine counts a completion prompt (special
+/// tokens added).
+pub async fn count_text(model: &Model, text: &str) -> Result<u32, RemoteError> {
+    Ok(text_prompt_ids(model, text).await?.len() as u32)
+}
+
+/// The ids of a raw prompt as the engine tokenizes a completion prompt (special tokens added).
+pub async fn text_prompt_ids(model: &Model, text: &str) -> Result<Vec<u32>, RemoteError> {
+    tokenize_raw(model, text, true).await
+}
+
+async fn tokenize_raw(
+    model: &Model,
+    text: &str,
+    add_special_tokens: bool,
+) -> Result<Vec<u32>, RemoteError> {
     let text = text.to_string();
     tokenize(model, |response| TokenizationRequest {
         text: Either::Right(text),
         tools: None,
         add_generation_prompt: false,
-        add_special_tokens: false,
+        add_special_tokens,
         enable_thinking: None,
         reasoning_effort: None,
         response,
     })
     .await?
     .map_err(|e| RemoteError::internal(format!("tokenization failed: {e}")))
+}
+
+/// The prompt the chat template makes of one user message `hi` with these thinking settings,
+/// special tokens included: what the model would be given.
+pub async fn render_probe(
+    model: &Model,
+    enable_thinking: Option<bool>,
+    reasoning_effort: Option<ReasoningEffort>,
+) -> Result<String, RemoteError> {
+    let messages = vec![indexmap::IndexMap::from([
+        ("role".to_string(), Either::Left("user".to_string())),
+        ("content".to_string(), Either::Left("hi".to_string())),
+    ])];
+    let ids = tokenize(model, |response| TokenizationRequest {
+        text: Either::Left(messages),
+        tools: None,
+        add_generation_prompt: true,
+        add_special_tokens: true,
+        enable_thinking,
+        reasoning_effort,
+        response,
+    })
+    .await?
+    .map_err(|e| RemoteError::internal(format!("rendering the chat template failed: {e}")))?;
+    let (tx, mut rx) = mpsc::channel(1);
+    sender(model)?
+        .send(Request::Detokenize(DetokenizationRequest {
+            tokens: ids,
+            skip_special_tokens: false,
+            response: tx,
+        }))
+        .await
+        .map_err(|_| RemoteError::internal("engine stopped"))?;
+    // Detached, like tokenization: the engine panics if the receiver is gone when it answers.
+    match tokio::spawn(async move { rx.recv().await }).await {
+        Ok(Some(Ok(text))) => Ok(text),
+        Ok(Some(Err(e))) => Err(RemoteError::internal(format!("detokenizing failed: {e}"))),
+        _ => Err(RemoteError::internal(
+            "engine dropped the detokenization request",
+        )),
+    }
 }
 
 /// Prompt tokens of a prepared request, exactly as the engine will build the prompt.
