@@ -3,7 +3,7 @@
 //!
 //! The synthetic engine says a known sequence (as greedy decoding would), so the continued
 //! answer must equal the uninterrupted one byte for byte, with the same usage and one finish, in
-//! both dialects, streaming and not, text and tool-call arguments. With the real model the
+//! both dialects, streaming and not, text and tool-call arguments, and for legacy completions. With the real model the
 //! continued answer must be well formed and the client must see no error.
 
 use std::time::Duration;
@@ -186,6 +186,92 @@ async fn openai_stream(cluster: &Cluster, body: Value, cut: bool) -> (OpenAiStre
     (fold_openai(&body), cutter.worker)
 }
 
+/// What a legacy completions (`text_completion`) stream said.
+#[derive(Debug, Default)]
+struct CompletionStream {
+    text: String,
+    finishes: Vec<String>,
+    usage: Value,
+    errors: usize,
+    done: bool,
+}
+
+fn fold_completions(body: &str) -> CompletionStream {
+    let mut out = CompletionStream::default();
+    for event in sse::parse(body).expect("SSE") {
+        if event.data == "[DONE]" {
+            out.done = true;
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&event.data).expect("JSON chunk");
+        if chunk.get("error").is_some() {
+            out.errors += 1;
+        }
+        if !chunk["usage"].is_null() {
+            out.usage = chunk["usage"].clone();
+        }
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            if let Some(text) = choice["text"].as_str() {
+                out.text.push_str(text);
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                out.finishes.push(reason.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Chunks of a completions stream that carry text.
+fn text_chunks(events: &[SseEvent]) -> usize {
+    events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter(|c| {
+            c["choices"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        })
+        .count()
+}
+
+/// A legacy completions stream (`POST /api/openai/completions`), its serving worker killed after
+/// [`CUT_AFTER`] text chunks when `cut`; what it said, the worker, and the text before the cut.
+async fn completions_stream(
+    cluster: &Cluster,
+    body: Value,
+    cut: bool,
+) -> (CompletionStream, String, String) {
+    let client = reqwest::Client::new();
+    let response = cluster
+        .post(&client, 0, "/api/openai/completions")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let mut cutter = Cutter {
+        cluster,
+        worker: worker_of(&response),
+        done: !cut,
+    };
+    let mut before_cut = String::new();
+    let body = read_sse(response, |events| {
+        let reached = text_chunks(events);
+        if !cutter.done && reached >= CUT_AFTER {
+            before_cut = events
+                .iter()
+                .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+                .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_string))
+                .collect();
+        }
+        cutter.check(reached);
+    })
+    .await;
+    assert!(cutter.done, "the stream ended before the cut");
+    (fold_completions(&body), cutter.worker, before_cut)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_by_sigkill_says_exactly_what_an_uninterrupted_one_says() {
     let mut cluster = cluster_with_workers(&["w0", "w1"]).await;
@@ -227,6 +313,23 @@ async fn a_stream_cut_by_sigkill_says_exactly_what_an_uninterrupted_one_says() {
     assert_eq!(arguments["text"], known_text());
     assert_eq!(cut.call_ids.len(), 1, "one call: {:?}", cut.call_ids);
     assert_eq!(cut.finishes, ["tool_calls"]);
+
+    // A legacy completion (a raw prompt, no chat template) goes on where it was cut too.
+    replace(&mut cluster, "w3").await;
+    let body = json!({
+        "model": "auto", "stream": true, "max_tokens": TOKENS,
+        "stream_options": {"include_usage": true},
+        "prompt": "Count for me:",
+    });
+    let (whole, _, _) = completions_stream(&cluster, body.clone(), false).await;
+    assert_eq!(whole.text, known_text());
+    let (cut, killed, _) = completions_stream(&cluster, body, true).await;
+    println!("killed {killed} mid completion; usage {}", cut.usage);
+    assert_eq!(cut.errors, 0, "{cut:?}");
+    assert!(cut.done, "no [DONE]: {cut:?}");
+    assert_eq!(cut.text, whole.text, "duplicated or missing text");
+    assert_eq!(cut.finishes.len(), 1, "one finish: {cut:?}");
+    assert_eq!(cut.usage, whole.usage, "usage of the whole answer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,5 +512,49 @@ async fn a_real_model_answer_cut_mid_way_is_continued_well_formed() {
     );
     let completion = cut.usage["completion_tokens"].as_u64().expect("usage");
     assert!(completion > CUT_AFTER as u64, "{}", cut.usage);
+    assert_eq!(cut.usage["prompt_tokens"], whole.usage["prompt_tokens"]);
+
+    // A legacy completion continues from its raw prompt and the cut text.
+    cluster.start_worker(
+        seed,
+        WorkerOptions {
+            name: Some("m2".into()),
+            ..Default::default()
+        },
+    );
+    cluster
+        .wait_health(0, Duration::from_secs(120), |h| {
+            h["capacity"]
+                .as_array()
+                .is_some_and(|ws| ws.iter().any(|w| w["worker"] == "m2"))
+        })
+        .await;
+    let body = json!({
+        "model": "auto", "stream": true, "temperature": 0, "max_tokens": 48,
+        "stream_options": {"include_usage": true},
+        "prompt": "The sea is",
+    });
+    let (whole, _, _) = completions_stream(&cluster, body.clone(), false).await;
+    let (cut, killed, before_cut) = completions_stream(&cluster, body, true).await;
+    println!("completion uninterrupted: {:?}", whole.text);
+    println!(
+        "killed {killed} after {before_cut:?}; continued: {:?}; usage {}",
+        cut.text, cut.usage
+    );
+    assert_eq!(cut.errors, 0, "the client saw an error: {cut:?}");
+    assert!(cut.done, "{cut:?}");
+    assert_eq!(cut.finishes.len(), 1, "{cut:?}");
+    assert!(cut.text.starts_with(&before_cut), "{cut:?}");
+    assert!(
+        cut.text.len() > before_cut.len(),
+        "nothing was added after the cut: {cut:?}"
+    );
+    let completion = cut.usage["completion_tokens"].as_u64().expect("usage");
+    assert!(completion > CUT_AFTER as u64, "{}", cut.usage);
+    assert!(
+        completion <= 48,
+        "max_tokens covers the whole answer: {}",
+        cut.usage
+    );
     assert_eq!(cut.usage["prompt_tokens"], whole.usage["prompt_tokens"]);
 }

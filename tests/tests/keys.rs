@@ -1,7 +1,8 @@
 //! Keys as a shared service needs them, with two routers that each have their own data
 //! directory (as separate hosts do): a key made on one works on the other within 3 s, a key
 //! revoked on one is refused by the other within 3 s (its cached verification included), a
-//! restarted router still knows every key, and per-key limits hold across both routers.
+//! restarted router still knows every key, and per-key limits hold across both routers. Every
+//! route that generates, embeds or runs tools counts against its key.
 
 use std::time::{Duration, Instant};
 
@@ -40,20 +41,42 @@ fn create_key(cluster: &Cluster, index: usize, args: &[&str]) -> (String, String
 }
 
 async fn models_status(cluster: &Cluster, index: usize, key: &str) -> StatusCode {
-    reqwest::Client::new()
+    try_models_status(cluster, index, key)
+        .await
+        .expect("request")
+}
+
+/// The status of `GET /api/openai/models`; an error while the router is not listening yet.
+async fn try_models_status(
+    cluster: &Cluster,
+    index: usize,
+    key: &str,
+) -> Result<StatusCode, reqwest::Error> {
+    Ok(reqwest::Client::new()
         .get(format!("{}/api/openai/models", cluster.router_url(index)))
         .bearer_auth(key)
         .send()
-        .await
-        .expect("request")
-        .status()
+        .await?
+        .status())
 }
 
-/// Polls router `index` with `key` until it answers `want`; how long that took.
+/// Polls router `index` with `key` until it answers `want`; how long that took. A router that
+/// was just started (and does not listen yet) is waited for too.
 async fn until_status(cluster: &Cluster, index: usize, key: &str, want: StatusCode) -> Duration {
     let started = Instant::now();
     loop {
-        let status = models_status(cluster, index, key).await;
+        let status = match try_models_status(cluster, index, key).await {
+            Ok(status) => status,
+            Err(e) if e.is_connect() => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "router {index} does not listen: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => panic!("request: {e}"),
+        };
         if status == want {
             return started.elapsed();
         }
@@ -239,4 +262,90 @@ async fn limits_hold_across_routers() {
     let counted = total["prompt_tokens"].as_u64().unwrap_or(0)
         + total["completion_tokens"].as_u64().unwrap_or(0);
     assert_eq!(counted, spent, "{usage}");
+}
+
+/// POSTs `body` to `path` on router `index` with `key`.
+async fn post(
+    cluster: &Cluster,
+    index: usize,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", cluster.router_url(index)))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_generation_and_tool_route_counts_against_the_key() {
+    let mut cluster = Cluster::with_router(&[]);
+    let seed = cluster.seed();
+    cluster.start_worker(seed, synthetic("w0"));
+    cluster.wait_workers(0, 1).await;
+    early_in_a_minute().await;
+
+    // Three requests a minute: a legacy completion, a response and an MCP request take them;
+    // embeddings are then refused like a chat would be.
+    let (key, id) = create_key(&cluster, 0, &["--name", "routes", "--rpm", "3"]);
+    until_status(&cluster, 0, &key, StatusCode::OK).await;
+    let mut tokens = 0;
+    let answer = post(
+        &cluster,
+        0,
+        &key,
+        "/api/openai/completions",
+        json!({"model": "auto", "prompt": "Once upon a time", "max_tokens": 8}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["x-ratelimit-remaining-requests"], "2");
+    let body: Value = answer.json().await.expect("json");
+    tokens += body["usage"]["total_tokens"].as_u64().expect("usage");
+    let answer = post(
+        &cluster,
+        0,
+        &key,
+        "/api/openai/responses",
+        json!({"model": "auto", "input": "hello there", "max_output_tokens": 8}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["x-ratelimit-remaining-requests"], "1");
+    let body: Value = answer.json().await.expect("json");
+    tokens += body["usage"]["total_tokens"].as_u64().expect("usage");
+    let answer = post(
+        &cluster,
+        0,
+        &key,
+        "/mcp",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["x-ratelimit-remaining-requests"], "0");
+    let answer = post(
+        &cluster,
+        0,
+        &key,
+        "/api/openai/embeddings",
+        json!({"model": "auto", "input": "hello"}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+
+    // The key's usage has the three requests and the two generations' tokens.
+    let usage: Value =
+        serde_json::from_str(&cluster.admin(0, &["keys", "get", &id])).expect("json");
+    assert_eq!(usage["usage"]["minute"]["requests"], 3, "{usage}");
+    let total = &usage["usage"]["total"];
+    let counted = total["prompt_tokens"].as_u64().unwrap_or(0)
+        + total["completion_tokens"].as_u64().unwrap_or(0);
+    assert_eq!(counted, tokens, "{usage}");
 }
