@@ -136,7 +136,7 @@ impl MistralEngine {
         let rx = self
             .send_generation(&request, prepared, resumed.map(|r| r.ids))
             .await?;
-        pump(rx, stream, events).await
+        pump(rx, stream, events, &self.model).await
     }
 
     /// A raw prompt with no chat template (legacy completions): the engine's completion request,
@@ -202,7 +202,7 @@ impl MistralEngine {
                 true,
             )
             .await?;
-        pump(rx, stream, events).await
+        pump(rx, stream, events, &self.model).await
     }
 
     /// One text embedded by the engine: its vector and prompt tokens.
@@ -358,6 +358,7 @@ async fn pump(
     mut rx: mpsc::Receiver<Response>,
     mut stream: GenerationStream,
     events: &UnboundedSender<ChatEvent>,
+    model: &Model,
 ) -> Result<(), RemoteError> {
     let mut pending = Vec::new();
     loop {
@@ -366,9 +367,21 @@ async fn pump(
             response = rx.recv() => response,
         };
         let Some(response) = response else {
-            return Err(RemoteError::internal(
-                "engine ended the generation without finishing it",
-            ));
+            // mistral.rs 0.8.1 sends a streamed sequence's finish only with a text delta, and
+            // holds back a delta that ends inside a multi-byte character: a generation that
+            // stops there (max_tokens through an emoji or a CJK character) ends with no last
+            // chunk. With the engine still running, that is the answer's end, not a failure.
+            let engine_running = tokenize::sender(model).is_ok_and(|s| !s.is_closed());
+            if !engine_running {
+                return Err(RemoteError::internal(
+                    "engine stopped during the generation",
+                ));
+            }
+            let outcome = stream.on_silent_end(&mut pending);
+            for event in pending.drain(..) {
+                let _ = events.send(event);
+            }
+            return outcome;
         };
         let chunk = match response {
             Response::Chunk(chunk) => EngineChunk::from_mistral(chunk),

@@ -310,6 +310,25 @@ impl GenerationStream {
     }
 }
 
+impl GenerationStream {
+    /// Ends a generation whose engine closed the reply channel without a last chunk (see
+    /// `pump`): an answer that had output ends as if the engine had said `length` (the cut
+    /// character's bytes are lost, usage is counted from the chunks); one without any output is
+    /// an error.
+    pub fn on_silent_end(&mut self, out: &mut Vec<ChatEvent>) -> Result<(), RemoteError> {
+        if self.chunks == 0 {
+            return Err(RemoteError::internal(
+                "engine ended the generation without any output",
+            ));
+        }
+        let last = EngineChunk {
+            finish_reason: Some("length".into()),
+            ..EngineChunk::default()
+        };
+        self.on_chunk(last, out).map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +727,32 @@ mod tests {
             .expect("an error")
             .message
             .starts_with("max_tokens ran out before the model completed its tool call"));
+    }
+
+    #[test]
+    fn a_generation_the_engine_ends_silently_finishes_with_what_it_said() {
+        let mut stream = GenerationStream::new(&[], Output::Text);
+        let (events, error) = run(&mut stream, vec![text("Hello"), text(" wor")]);
+        assert_eq!(events, vec![says("Hello"), says(" wor")]);
+        assert!(error.is_none());
+        let mut rest = Vec::new();
+        stream.on_silent_end(&mut rest).expect("a finished answer");
+        assert_eq!(
+            rest,
+            vec![usage(0, 3), finish(FinishReason::Length, None)],
+            "the lost chunk counts as a token"
+        );
+
+        let mut silent = GenerationStream::new(&[], Output::Text);
+        let error = silent
+            .on_silent_end(&mut Vec::new())
+            .expect_err("no output");
+        assert_eq!(error.kind, ErrorKind::Internal);
+
+        // Constrained JSON still has to be complete.
+        let mut json = GenerationStream::new(&[], Output::Text).constrained(true);
+        run(&mut json, vec![text("{\"a\": 1")]);
+        assert!(json.on_silent_end(&mut Vec::new()).is_err());
     }
 
     #[test]
