@@ -510,6 +510,18 @@ async fn a_real_model_answer_cut_mid_way_is_continued_well_formed() {
         cut.content.len() > before_cut.len(),
         "nothing was added after the cut: {body}"
     );
+    // At temperature 0 the uninterrupted answer says the same up to the cut; where it goes on
+    // with a space (the next word), so must the continuation ("Paris, and", not "Paris,and").
+    if let Some(next) = whole.content.strip_prefix(before_cut.as_str()) {
+        let spaced = |t: &str| t.starts_with(char::is_whitespace);
+        assert_eq!(
+            spaced(&cut.content[before_cut.len()..]),
+            spaced(next),
+            "the seam lost or gained whitespace: uninterrupted {:?}, continued {:?}",
+            whole.content,
+            cut.content
+        );
+    }
     let completion = cut.usage["completion_tokens"].as_u64().expect("usage");
     assert!(completion > CUT_AFTER as u64, "{}", cut.usage);
     assert_eq!(cut.usage["prompt_tokens"], whole.usage["prompt_tokens"]);

@@ -327,11 +327,18 @@ impl MistralEngine {
         is_streaming: bool,
     ) -> Result<mpsc::Receiver<Response>, RemoteError> {
         let (tx, rx) = mpsc::channel(REPLY_CHANNEL);
+        // A raw-prompt generation's first text must keep its leading space, which the engine
+        // trims off a sequence's first delta; the token's own text comes with its logprob
+        // (see `GenerationStream::on_chunk`).
+        let raw = matches!(
+            messages,
+            RequestMessage::Completion { .. } | RequestMessage::CompletionTokens(_)
+        );
         let normal = NormalRequest {
             messages,
             sampling_params,
             response: tx,
-            return_logprobs: false,
+            return_logprobs: raw,
             is_streaming,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             constraint,

@@ -45,6 +45,9 @@ pub struct EngineChunk {
     pub finish_reason: Option<String>,
     /// The engine's token counts, on the last chunk.
     pub usage: Option<Usage>,
+    /// The text of the chunk's last token as the tokenizer decodes it alone, leading space
+    /// included (raw-prompt generations, which ask for logprobs).
+    pub token_text: Option<String>,
 }
 
 impl EngineChunk {
@@ -83,11 +86,30 @@ impl EngineChunk {
         let mut out = EngineChunk::default();
         for choice in chunk.choices {
             append(&mut out.content, Some(choice.text));
+            if let Some(bytes) = choice.logprobs.and_then(|l| l.bytes) {
+                out.token_text = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
             if choice.finish_reason.is_some() {
                 out.finish_reason = choice.finish_reason;
             }
         }
         out
+    }
+}
+
+/// mistral.rs trims the leading whitespace off a sequence's first delta: right for a new chat
+/// answer, wrong for a raw prompt's continuation (a legacy completion, or a turn continued on
+/// another worker after "Paris," must go on with " and", not "and"). When the first delta is
+/// exactly its one token without that whitespace, the token's own text is put back.
+/// Tokenizers that strip a leading space even from one token (SentencePiece with `Strip`)
+/// report it without, and nothing changes for them.
+fn restore_leading_space(chunk: &mut EngineChunk) {
+    let Some(token) = &chunk.token_text else {
+        return;
+    };
+    let delta = chunk.content.as_deref().unwrap_or("");
+    if token.len() > delta.len() && token.trim_start() == delta {
+        chunk.content = Some(token.clone());
     }
 }
 
@@ -229,9 +251,12 @@ impl GenerationStream {
     /// over. On an error, the events already in `out` still belong to the generation.
     pub fn on_chunk(
         &mut self,
-        chunk: EngineChunk,
+        mut chunk: EngineChunk,
         out: &mut Vec<ChatEvent>,
     ) -> Result<bool, RemoteError> {
+        if self.chunks == 0 {
+            restore_leading_space(&mut chunk);
+        }
         self.chunks += 1;
         if self.stopped_by.is_none() {
             if let Some(text) = chunk.reasoning.filter(|t| !t.is_empty()) {
@@ -727,6 +752,32 @@ mod tests {
             .expect("an error")
             .message
             .starts_with("max_tokens ran out before the model completed its tool call"));
+    }
+
+    #[test]
+    fn a_raw_generation_keeps_the_leading_space_of_its_first_token() {
+        let with_token = |content: &str, token: &str| EngineChunk {
+            content: Some(content.into()),
+            token_text: Some(token.into()),
+            ..EngineChunk::default()
+        };
+        let mut stream = GenerationStream::new(&[], Output::Text);
+        let (events, _) = run(
+            &mut stream,
+            vec![with_token("and", " and"), with_token(" more", " more")],
+        );
+        assert_eq!(events, vec![says(" and"), says(" more")]);
+        // A first delta of several tokens, or a tokenizer that reports no space: as given.
+        let mut stream = GenerationStream::new(&[], Output::Text);
+        let (events, _) = run(&mut stream, vec![with_token("héllo", " llo")]);
+        assert_eq!(events, vec![says("héllo")]);
+        let mut stream = GenerationStream::new(&[], Output::Text);
+        let (events, _) = run(&mut stream, vec![with_token("and", "and")]);
+        assert_eq!(events, vec![says("and")]);
+        // A first token that is only a line break.
+        let mut stream = GenerationStream::new(&[], Output::Text);
+        let (events, _) = run(&mut stream, vec![with_token("", "\n")]);
+        assert_eq!(events, vec![says("\n")]);
     }
 
     #[test]
