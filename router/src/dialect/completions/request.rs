@@ -128,16 +128,7 @@ pub fn translate(input: CompletionRequest) -> Result<Translated, ApiError> {
     if input.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(invalid("suffix: not supported"));
     }
-    if let Some(t) = input.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid("temperature: must be between 0 and 2"));
-        }
-    }
-    if let Some(p) = input.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(invalid("top_p: must be greater than 0 and at most 1"));
-        }
-    }
+    crate::dialect::openai::request::check_sampling(input.temperature, input.top_p)?;
     let max_tokens = input.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 {
         return Err(invalid("max_tokens: must be at least 1"));

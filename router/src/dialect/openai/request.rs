@@ -134,6 +134,18 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::invalid(message)
 }
 
+/// OpenAI's ranges for `temperature` and `top_p`, shared by its chat, legacy completions and
+/// Responses APIs.
+pub fn check_sampling(temperature: Option<f64>, top_p: Option<f64>) -> Result<(), ApiError> {
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(invalid("temperature: must be between 0 and 2"));
+    }
+    if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err(invalid("top_p: must be greater than 0 and at most 1"));
+    }
+    Ok(())
+}
+
 fn role(name: &str, index: usize) -> Result<Role, ApiError> {
     match name {
         "system" | "developer" => Ok(Role::System),
@@ -316,16 +328,7 @@ pub fn translate(input: ChatCompletionRequest) -> Result<Translated, ApiError> {
     if input.logprobs == Some(true) {
         return Err(invalid("logprobs: not supported"));
     }
-    if let Some(t) = input.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid("temperature: must be between 0 and 2"));
-        }
-    }
-    if let Some(p) = input.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(invalid("top_p: must be greater than 0 and at most 1"));
-        }
-    }
+    check_sampling(input.temperature, input.top_p)?;
     let max_tokens = input.max_completion_tokens.or(input.max_tokens);
     if max_tokens == Some(0) {
         return Err(invalid("max_tokens: must be at least 1"));

@@ -431,16 +431,7 @@ pub fn translate(
     if input.top_logprobs.is_some_and(|n| n > 0) {
         return Err(invalid("top_logprobs: not supported"));
     }
-    if let Some(t) = input.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid("temperature: must be between 0 and 2"));
-        }
-    }
-    if let Some(p) = input.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(invalid("top_p: must be greater than 0 and at most 1"));
-        }
-    }
+    crate::dialect::openai::request::check_sampling(input.temperature, input.top_p)?;
     if input.max_output_tokens == Some(0) {
         return Err(invalid("max_output_tokens: must be at least 1"));
     }

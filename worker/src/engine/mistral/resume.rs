@@ -58,20 +58,10 @@ pub async fn prompt(
     partial: &Partial,
 ) -> Result<Resume, RemoteError> {
     if let Some(what) = refusal(prepared, partial) {
-        return Err(RemoteError::invalid(format!(
-            "this worker's engine cannot continue {what}; only plain text answers"
-        )));
+        return Err(cannot_continue(what));
     }
-    let mut ids = tokenize::prompt_ids(model, prepared).await?;
-    let prompt_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-    let turn = tokenize::tokenize_text(model, &partial.text).await?;
-    let turn_tokens = u32::try_from(turn.len()).unwrap_or(u32::MAX);
-    ids.extend(turn);
-    Ok(Resume {
-        ids,
-        prompt_tokens,
-        turn_tokens,
-    })
+    let ids = tokenize::prompt_ids(model, prepared).await?;
+    followed_by_turn(model, ids, partial).await
 }
 
 /// The prompt continuing `partial` after the raw prompt `prompt` (legacy completions).
@@ -89,11 +79,24 @@ pub async fn raw_prompt(
         None
     };
     if let Some(what) = refusal {
-        return Err(RemoteError::invalid(format!(
-            "this worker's engine cannot continue {what}; only plain text answers"
-        )));
+        return Err(cannot_continue(what));
     }
-    let mut ids = tokenize::text_prompt_ids(model, prompt).await?;
+    let ids = tokenize::text_prompt_ids(model, prompt).await?;
+    followed_by_turn(model, ids, partial).await
+}
+
+fn cannot_continue(what: &str) -> RemoteError {
+    RemoteError::invalid(format!(
+        "this worker's engine cannot continue {what}; only plain text answers"
+    ))
+}
+
+/// The prompt `ids` followed by the cut turn's tokens.
+async fn followed_by_turn(
+    model: &Model,
+    mut ids: Vec<u32>,
+    partial: &Partial,
+) -> Result<Resume, RemoteError> {
     let prompt_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
     let turn = tokenize::tokenize_text(model, &partial.text).await?;
     let turn_tokens = u32::try_from(turn.len()).unwrap_or(u32::MAX);
