@@ -2,11 +2,10 @@
 //! a [`Placement`] puts them elsewhere (another address, a network namespace).
 //!
 //! A [`Cluster`] owns a temporary data directory and every process it starts; dropping it (also
-//! when a test panics) kills them. Ports are taken from the kernel by binding port 0 and
-//! releasing it just before the node binds it.
+//! when a test panics) kills them. Ports come from [`ports`], below the kernel's ephemeral range.
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ pub mod fake_worker;
 pub mod http_fixture;
 pub mod load;
 pub mod openapi;
+pub mod ports;
 pub mod sse;
 pub mod tiny_model;
 
@@ -70,27 +70,22 @@ pub fn model_path() -> PathBuf {
 /// The model id the worker derives from the test model's file name.
 pub const MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1";
 
+/// A port free for TCP (see [`ports`] for why ports are not taken from the kernel).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free TCP port")
+    ports::reserve()
 }
 
+/// A port free for UDP.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free UDP port")
+    ports::reserve()
 }
 
 /// A port free for both UDP and TCP, as a router's gossip port must be (gossip on UDP,
 /// enrollment on TCP), other than `avoid`.
 pub fn free_udp_tcp_port(avoid: &[u16]) -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
-        let port = udp.local_addr().expect("local address").port();
-        if !avoid.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = ports::reserve();
+        if !avoid.contains(&port) {
             return port;
         }
     }

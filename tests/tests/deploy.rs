@@ -9,7 +9,6 @@
 //! engine or Kubernetes cluster is involved: images are not built and nothing is applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -154,23 +153,12 @@ struct Remap {
     paths: Vec<(String, PathBuf)>,
 }
 
-/// A port free for both TCP and UDP on loopback.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 impl Remap {
     fn port(&mut self, service: &str, port: u16) -> u16 {
         *self
             .ports
             .entry((service.to_string(), port))
-            .or_insert_with(free_port)
+            .or_insert_with(auxot_tests::ports::reserve)
     }
 
     /// One environment value or argument of `service`, as it must read here. Compose's `$$`
