@@ -262,10 +262,33 @@ pub async fn mock_backend(listener: TcpListener) {
     }
 }
 
-/// CPU seconds (user + system) `pid` and its live descendants have used.
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// CPU seconds `pid` and its live descendants have used, in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    pub user: f64,
+    pub kernel: f64,
+}
+
+impl CpuTime {
+    pub fn total(self) -> f64 {
+        self.user + self.kernel
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            kernel: self.kernel - earlier.kernel,
+        }
+    }
+}
+
+/// [`CpuTime`] of `pid` and its live descendants, from /proc.
+pub fn cpu_time(pid: u32) -> CpuTime {
     let ticks = 100.0; // USER_HZ on Linux
-    let mut total = 0u64;
+    let mut used = CpuTime::default();
     let mut pending = vec![pid];
     while let Some(p) = pending.pop() {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
@@ -277,14 +300,23 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // utime and stime: fields 14 and 15 of the line, counted from 1; `fields` starts at 3.
-        let used: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-        total += used;
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0) as f64
+                / ticks
+        };
+        used.user += field(11);
+        used.kernel += field(12);
         pending.extend(children(p));
     }
-    total as f64 / ticks
+    used
+}
+
+/// CPU seconds (user + kernel) `pid` and its live descendants have used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    cpu_time(pid).total()
 }
 
 fn children(pid: u32) -> Vec<u32> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::http::{self, Load};
+use super::http::{self, CpuTime, Load};
 
 /// Keep-alive connections of the load generator (as wrk -c 32).
 pub const CONNECTIONS: usize = 32;
@@ -29,8 +29,8 @@ pub const PATH: &str = "/v1/chat/completions";
 pub struct RouterRun {
     pub name: String,
     pub load: Load,
-    /// The router process's CPU seconds during the measured run.
-    pub cpu: f64,
+    /// The router process's CPU time during the measured run.
+    pub cpu: CpuTime,
     /// The backend's (mock or worker) CPU seconds during the measured run.
     pub backend_cpu: f64,
 }
@@ -38,7 +38,13 @@ pub struct RouterRun {
 impl RouterRun {
     /// Router CPU per successful request.
     pub fn cpu_per_request(&self) -> Duration {
-        Duration::from_secs_f64(self.cpu / self.load.ok.max(1) as f64)
+        Duration::from_secs_f64(self.cpu.total() / self.load.ok.max(1) as f64)
+    }
+
+    /// The part of [`Self::cpu_per_request`] spent in the kernel (system calls, and on loopback
+    /// the receiving side's network stack too).
+    pub fn kernel_cpu_per_request(&self) -> Duration {
+        Duration::from_secs_f64(self.cpu.kernel / self.load.ok.max(1) as f64)
     }
 
     pub fn backend_cpu_per_request(&self) -> Duration {
@@ -72,13 +78,13 @@ pub async fn measure(
 ) -> RouterRun {
     let request = http::post(addr, PATH, bearer, BODY);
     let _ = http::load(addr, request.clone(), CONNECTIONS, WARM_UP).await;
-    let (cpu0, backend0) = (router.map(http::cpu_seconds), http::cpu_seconds(backend));
+    let (cpu0, backend0) = (router.map(http::cpu_time), http::cpu_seconds(backend));
     let load = http::load(addr, request, CONNECTIONS, DURATION).await;
-    let (cpu1, backend1) = (router.map(http::cpu_seconds), http::cpu_seconds(backend));
+    let (cpu1, backend1) = (router.map(http::cpu_time), http::cpu_seconds(backend));
     RouterRun {
         name: name.to_string(),
         load,
-        cpu: cpu1.unwrap_or(0.0) - cpu0.unwrap_or(0.0),
+        cpu: cpu1.unwrap_or_default() - cpu0.unwrap_or_default(),
         backend_cpu: backend1 - backend0,
     }
 }
