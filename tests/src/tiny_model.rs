@@ -2,6 +2,8 @@
 //! (in-situ quantization, LoRA adapters) with no download: a two-layer Llama with fixed
 //! pseudo-random weights, a byte-level tokenizer (one token per byte, no merges), ChatML special
 //! tokens and chat template. Its answers are noise, but they come from mistral.rs running it.
+//! Likewise a tiny sentence-transformers embedding model (a two-layer Qwen 3 with pooling and
+//! normalization), for the embeddings route with a real engine.
 
 use std::path::Path;
 
@@ -53,83 +55,157 @@ pub fn write_model(dir: &Path) {
         }),
     );
     let mut random = Lcg(42);
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut tensors = transformer_tensors("model.", false, &mut random);
+    let mut head = random_matrix(VOCAB, HIDDEN, &mut random);
+    // The special tokens' logits stay 0, below the best of 256 random ones: greedy answers never
+    // end early, so they are always `max_tokens` long.
+    head[256 * HIDDEN..].fill(0.0);
+    tensors.push(("lm_head.weight".into(), vec![VOCAB, HIDDEN], head));
+    write_safetensors(&dir.join("model.safetensors"), &tensors);
+}
+
+type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// A `rows` x `cols` matrix of fixed pseudo-random weights scaled by 1/sqrt(cols).
+fn random_matrix(rows: usize, cols: usize, random: &mut Lcg) -> Vec<f32> {
+    let scale = 1.0 / (cols as f64).sqrt();
+    (0..rows * cols)
+        .map(|_| (random.next() * scale) as f32)
+        .collect()
+}
+
+/// The transformer's tensors, names under `prefix` (`model.` as a causal LM stores them, none as
+/// a sentence-transformers model does): embeddings, [`LAYERS`] layers and the final norm;
+/// `qk_norm` adds Qwen 3's per-head query and key norms.
+fn transformer_tensors(prefix: &str, qk_norm: bool, random: &mut Lcg) -> Tensors {
+    let mut tensors = Tensors::new();
     let mut matrix = |name: String, rows: usize, cols: usize, random: &mut Lcg| {
-        let scale = 1.0 / (cols as f64).sqrt();
-        let data = (0..rows * cols)
-            .map(|_| (random.next() * scale) as f32)
-            .collect();
-        tensors.push((name, vec![rows, cols], data));
+        tensors.push((name, vec![rows, cols], random_matrix(rows, cols, random)));
     };
     matrix(
-        "model.embed_tokens.weight".into(),
+        format!("{prefix}embed_tokens.weight"),
         VOCAB,
         HIDDEN,
-        &mut random,
+        random,
     );
     for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
+        let p = format!("{prefix}layers.{l}");
+        let kv = KV_HEADS * HEAD_DIM;
         matrix(
             format!("{p}.self_attn.q_proj.weight"),
             HIDDEN,
             HIDDEN,
-            &mut random,
+            random,
         );
-        matrix(
-            format!("{p}.self_attn.k_proj.weight"),
-            KV_HEADS * HEAD_DIM,
-            HIDDEN,
-            &mut random,
-        );
-        matrix(
-            format!("{p}.self_attn.v_proj.weight"),
-            KV_HEADS * HEAD_DIM,
-            HIDDEN,
-            &mut random,
-        );
+        matrix(format!("{p}.self_attn.k_proj.weight"), kv, HIDDEN, random);
+        matrix(format!("{p}.self_attn.v_proj.weight"), kv, HIDDEN, random);
         matrix(
             format!("{p}.self_attn.o_proj.weight"),
             HIDDEN,
             HIDDEN,
-            &mut random,
+            random,
         );
         matrix(
             format!("{p}.mlp.gate_proj.weight"),
             INTERMEDIATE,
             HIDDEN,
-            &mut random,
+            random,
         );
         matrix(
             format!("{p}.mlp.up_proj.weight"),
             INTERMEDIATE,
             HIDDEN,
-            &mut random,
+            random,
         );
         matrix(
             format!("{p}.mlp.down_proj.weight"),
             HIDDEN,
             INTERMEDIATE,
-            &mut random,
+            random,
         );
     }
-    matrix("lm_head.weight".into(), VOCAB, HIDDEN, &mut random);
-    // The special tokens' logits stay 0, below the best of 256 random ones: greedy answers never
-    // end early, so they are always `max_tokens` long.
-    if let Some((_, _, head)) = tensors.last_mut() {
-        head[256 * HIDDEN..].fill(0.0);
-    }
+    let ones = |n: usize| vec![1.0; n];
     for l in 0..LAYERS {
+        let p = format!("{prefix}layers.{l}");
         for norm in ["input_layernorm", "post_attention_layernorm"] {
-            tensors.push((
-                format!("model.layers.{l}.{norm}.weight"),
-                vec![HIDDEN],
-                vec![1.0; HIDDEN],
-            ));
+            tensors.push((format!("{p}.{norm}.weight"), vec![HIDDEN], ones(HIDDEN)));
+        }
+        if qk_norm {
+            for norm in ["q_norm", "k_norm"] {
+                let name = format!("{p}.self_attn.{norm}.weight");
+                tensors.push((name, vec![HEAD_DIM], ones(HEAD_DIM)));
+            }
         }
     }
-    tensors.push(("model.norm.weight".into(), vec![HIDDEN], vec![1.0; HIDDEN]));
+    tensors.push((format!("{prefix}norm.weight"), vec![HIDDEN], ones(HIDDEN)));
+    tensors
+}
+
+/// Writes a sentence-transformers embedding model into `dir` (created): a two-layer Qwen 3 with
+/// fixed pseudo-random weights and the byte-level tokenizer, last-token pooling, then
+/// normalization, so its vectors have [`EMBEDDING_DIMENSION`] unit-length components. mistral.rs
+/// loads a directory with `config_sentence_transformers.json` as an embedding model.
+pub fn write_embedding_model(dir: &Path) {
+    std::fs::create_dir_all(dir.join("1_Pooling")).expect("model dir");
+    let config = json!({
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTERMEDIATE,
+        "vocab_size": VOCAB,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "head_dim": HEAD_DIM,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 512,
+        "max_window_layers": LAYERS,
+        "use_sliding_window": false,
+        "sliding_window": null,
+        "tie_word_embeddings": false,
+        "bos_token_id": 256,
+        "eos_token_id": 257,
+        "torch_dtype": "float32",
+    });
+    write_json(&dir.join("config.json"), &config);
+    write_json(&dir.join("tokenizer.json"), &tokenizer());
+    write_json(
+        &dir.join("tokenizer_config.json"),
+        &json!({"bos_token": null, "eos_token": "<|im_end|>", "unk_token": null}),
+    );
+    write_json(
+        &dir.join("config_sentence_transformers.json"),
+        &json!({"prompts": {}, "default_prompt_name": null, "similarity_fn_name": "cosine"}),
+    );
+    write_json(
+        &dir.join("modules.json"),
+        &json!([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]),
+    );
+    write_json(
+        &dir.join("1_Pooling/config.json"),
+        &json!({
+            "word_embedding_dimension": HIDDEN,
+            "pooling_mode_cls_token": false,
+            "pooling_mode_mean_tokens": false,
+            "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+            "pooling_mode_weightedmean_tokens": false,
+            "pooling_mode_lasttoken": true,
+            "include_prompt": true,
+        }),
+    );
+    let tensors = transformer_tensors("", true, &mut Lcg(11));
     write_safetensors(&dir.join("model.safetensors"), &tensors);
 }
+
+/// Length of the vectors [`write_embedding_model`]'s model returns.
+pub const EMBEDDING_DIMENSION: usize = HIDDEN;
 
 /// Writes a PEFT LoRA adapter for [`write_model`] into `dir` (created): adapter_config.json and
 /// adapter_model.safetensors, rank 4 on every layer's q_proj and v_proj.
@@ -220,7 +296,7 @@ fn write_json(path: &Path, value: &Value) {
 
 /// The safetensors format: an 8-byte little-endian header length, the JSON header (padded to 8
 /// bytes), then the tensors' little-endian data.
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+fn write_safetensors(path: &Path, tensors: &Tensors) {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape, data) in tensors {
