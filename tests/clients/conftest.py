@@ -1,7 +1,7 @@
 """Client-library tests run against a live auxot cluster.
 
 The Rust test `tests/tests/client_libraries.rs` starts a router and a worker with the real model
-and runs pytest with AUXOT_BASE_URL, AUXOT_API_KEY and AUXOT_MODEL set.
+and runs pytest with AUXOT_BASE_URL, AUXOT_API_KEY, AUXOT_MODEL and AUXOT_EMBEDDING_MODEL set.
 """
 
 import os
@@ -22,6 +22,11 @@ def api_key() -> str:
 @pytest.fixture(scope="session")
 def model() -> str:
     return os.environ["AUXOT_MODEL"]
+
+
+@pytest.fixture(scope="session")
+def embedding_model() -> str:
+    return os.environ["AUXOT_EMBEDDING_MODEL"]
 
 
 WEATHER_TOOL_SCHEMA = {

@@ -54,11 +54,27 @@ def test_embeddings_of_a_chat_model_are_refused(client, model):
         client.embeddings.create(model=model, input="hello")
     assert error.value.status_code == 400
     assert f"model `{model}` is not an embedding model" in error.value.message
-    # No worker serves an embedding model: `auto` is unavailable, not the caller's fault.
-    with pytest.raises(openai.InternalServerError) as error:
-        client.embeddings.create(model="auto", input="hello")
-    assert error.value.status_code == 503
-    assert "embedding model" in error.value.message
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+def test_embeddings(client, embedding_model):
+    # Without encoding_format the package asks for base64 and decodes it itself.
+    texts = ["The cat sat on the mat.", "Stock prices fell sharply"]
+    result = client.embeddings.create(model=embedding_model, input=texts)
+    assert result.model == embedding_model
+    assert [d.index for d in result.data] == [0, 1]
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors[0]) == len(vectors[1]) > 0
+    assert all(abs(dot(v, v) - 1) < 1e-3 for v in vectors)  # the model normalizes
+    assert dot(vectors[0], vectors[1]) < 0.999
+    assert result.usage.prompt_tokens >= sum(len(t) for t in texts)  # one token per byte
+    floats = client.embeddings.create(model=embedding_model, input=texts[0], encoding_format="float")
+    assert dot(floats.data[0].embedding, vectors[0]) > 0.9999
+    # `auto` finds the embedding model; chat's `auto` never does.
+    assert client.embeddings.create(model="auto", input="hello").model == embedding_model
 
 
 def test_reasoning_effort_on_a_model_that_does_not_reason_is_refused(client, model):

@@ -4,13 +4,19 @@
 //!
 //! The tools worker serves the test MCP server's tools over stdio and a Python MCP server's
 //! (built with the official `mcp` package) over streamable HTTP, so the MCP client test covers
-//! both of the worker's MCP transports as well as the router's `/mcp` endpoint.
+//! both of the worker's MCP transports as well as the router's `/mcp` endpoint. The tools worker
+//! also serves a tiny embedding model, for the `openai` package's embeddings.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use auxot_tests::{bin_dir, free_tcp_port, workspace_root, Cluster, WorkerOptions, MODEL_ID};
+use auxot_tests::{
+    bin_dir, free_tcp_port, tiny_model, workspace_root, Cluster, WorkerOptions, MODEL_ID,
+};
+
+/// The embedding model the tools worker also serves (written by the test, no download).
+const EMBEDDING_MODEL: &str = "tiny-embed";
 
 fn python() -> PathBuf {
     let python = std::env::var("AUXOT_PYTHON")
@@ -73,12 +79,20 @@ async fn official_client_libraries() {
         ),
     )
     .expect("write tools config");
+    let embedding_model = cluster.dir.path().join(EMBEDDING_MODEL);
+    tiny_model::write_embedding_model(&embedding_model);
     cluster.start_worker(
         seed,
         WorkerOptions {
             tools_only: true,
             name: Some("tools".into()),
-            args: vec!["--tools".into(), tools.display().to_string()],
+            args: vec![
+                "--tools".into(),
+                tools.display().to_string(),
+                "--cpu".into(),
+                "--model".into(),
+                embedding_model.display().to_string(),
+            ],
             ..Default::default()
         },
     );
@@ -86,6 +100,9 @@ async fn official_client_libraries() {
     cluster
         .wait_health(0, Duration::from_secs(60), |h| {
             h["tools_workers"].as_u64() == Some(1)
+                && h["models"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|id| id == EMBEDDING_MODEL))
         })
         .await;
 
@@ -106,6 +123,7 @@ async fn official_client_libraries() {
                 .env("AUXOT_BASE_URL", url)
                 .env("AUXOT_API_KEY", key)
                 .env("AUXOT_MODEL", MODEL_ID)
+                .env("AUXOT_EMBEDDING_MODEL", EMBEDDING_MODEL)
                 .output()
                 .expect("run pytest")
         }
