@@ -24,24 +24,12 @@ const RANK: usize = 4;
 /// (with the chat template) and model.safetensors.
 pub fn write_model(dir: &Path) {
     std::fs::create_dir_all(dir).expect("model dir");
-    let config = json!({
+    let config = config(json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "hidden_act": "silu",
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "vocab_size": VOCAB,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
-        "max_position_embeddings": 512,
-        "tie_word_embeddings": false,
-        "bos_token_id": 256,
-        "eos_token_id": 257,
-        "torch_dtype": "float32",
-    });
+    }));
     write_json(&dir.join("config.json"), &config);
     write_json(&dir.join("tokenizer.json"), &tokenizer());
     write_json(
@@ -65,6 +53,28 @@ pub fn write_model(dir: &Path) {
 }
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// config.json: the sizes both tiny models share, then `specific` (architecture, norms, rope).
+fn config(specific: Value) -> Value {
+    let mut config = json!({
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTERMEDIATE,
+        "vocab_size": VOCAB,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": false,
+        "bos_token_id": 256,
+        "eos_token_id": 257,
+        "torch_dtype": "float32",
+    });
+    if let (Some(config), Value::Object(specific)) = (config.as_object_mut(), specific) {
+        config.extend(specific);
+    }
+    config
+}
 
 /// A `rows` x `cols` matrix of fixed pseudo-random weights scaled by 1/sqrt(cols).
 fn random_matrix(rows: usize, cols: usize, random: &mut Lcg) -> Vec<f32> {
@@ -147,28 +157,16 @@ fn transformer_tensors(prefix: &str, qk_norm: bool, random: &mut Lcg) -> Tensors
 /// loads a directory with `config_sentence_transformers.json` as an embedding model.
 pub fn write_embedding_model(dir: &Path) {
     std::fs::create_dir_all(dir.join("1_Pooling")).expect("model dir");
-    let config = json!({
+    let config = config(json!({
         "architectures": ["Qwen3ForCausalLM"],
         "model_type": "qwen3",
-        "hidden_act": "silu",
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "vocab_size": VOCAB,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
         "head_dim": HEAD_DIM,
         "rms_norm_eps": 1e-6,
         "rope_theta": 1000000.0,
-        "max_position_embeddings": 512,
         "max_window_layers": LAYERS,
         "use_sliding_window": false,
         "sliding_window": null,
-        "tie_word_embeddings": false,
-        "bos_token_id": 256,
-        "eos_token_id": 257,
-        "torch_dtype": "float32",
-    });
+    }));
     write_json(&dir.join("config.json"), &config);
     write_json(&dir.join("tokenizer.json"), &tokenizer());
     write_json(

@@ -24,6 +24,19 @@ async fn post(cluster: &Cluster, path: &str, body: Value) -> (u16, Value) {
     (status, response.json().await.expect("json body"))
 }
 
+/// Posts `body` to `path` and checks it is refused with a 400 whose message says `says`.
+async fn refused(cluster: &Cluster, path: &str, body: Value, says: &str) {
+    let (status, body) = post(cluster, path, body).await;
+    assert_eq!(status, 400, "{body}");
+    assert_valid("ErrorResponse", &body);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(says)),
+        "{body}"
+    );
+}
+
 fn vector(item: &Value) -> Vec<f64> {
     item["embedding"]
         .as_array()
@@ -133,32 +146,18 @@ async fn a_real_embedding_model_answers_the_openai_embeddings_route() {
     assert_eq!(body["model"], MODEL, "{body}");
 
     // What the model cannot do is refused in OpenAI's error shape.
-    let (status, body) = post(
+    refused(
         &cluster,
         "/api/openai/embeddings",
         json!({"model": MODEL, "input": "hello", "dimensions": 16}),
+        "cannot shorten",
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert_valid("ErrorResponse", &body);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cannot shorten")),
-        "{body}"
-    );
-    let (status, body) = post(
+    refused(
         &cluster,
         "/api/openai/chat/completions",
         json!({"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}),
+        "is an embedding model",
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert_valid("ErrorResponse", &body);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("is an embedding model")),
-        "{body}"
-    );
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use auxot_tests::{bin, model_path, tiny_model, Cluster, WorkerOptions};
+use auxot_tests::{bin, free_udp_port, model_path, tiny_model, Cluster, WorkerOptions};
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What is the capital of France? Answer in one sentence.";
@@ -235,8 +235,14 @@ fn model_options_a_model_cannot_take_stop_the_worker_before_it_joins() {
     ];
     for (args, expected) in cases {
         // Nothing listens at the seed: a worker that got past its checks would fail to enroll.
+        // Its own ports are free ones, not the defaults a local cluster (`make run`) may hold.
+        let (gossip, quic) = (
+            format!("127.0.0.1:{}", free_udp_port()),
+            format!("127.0.0.1:{}", free_udp_port()),
+        );
         let output = std::process::Command::new(bin("auxot-worker"))
             .args(["join", "127.0.0.1:9", "--enroll-timeout-secs", "1"])
+            .args(["--gossip-addr", &gossip, "--quic-addr", &quic])
             .env("AUXOT_TOKEN", &cluster.join_token)
             .args(args)
             .output()
