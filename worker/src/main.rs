@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use auxot_common::join_token::JoinToken;
 use auxot_common::signal::stop_signal;
 use auxot_worker::cli::{Command, JoinArgs};
 use tracing::{info, warn};
@@ -17,6 +18,10 @@ fn main() -> ExitCode {
         Ok(token) => token,
         Err(err) => return fail(&err),
     };
+    // A malformed token is the caller's mistake: say so before binding ports or loading a model.
+    if let Err(err) = JoinToken::parse(&token) {
+        return fail(&anyhow::Error::new(err).context("invalid join token"));
+    }
     protect_secrets(&token);
     // Before the async runtime starts any thread: it may set the environment.
     args.prepare_engine_environment();
