@@ -344,11 +344,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024, env = "AUXOT_MAX_CONNECTIONS")]
     pub max_connections: usize,
 
-    /// Largest body of the chat, messages and count_tokens endpoints in bytes (413 above).
+    /// Largest body of the chat, completions, responses, embeddings, messages and count_tokens
+    /// endpoints in bytes (413 above).
     #[arg(long, default_value_t = 16 * 1024 * 1024, env = "AUXOT_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
 
-    /// Largest body of the tools execute endpoint in bytes (413 above).
+    /// Largest body of the tools execute and `/mcp` endpoints in bytes (413 above).
     #[arg(long, default_value_t = 1024 * 1024, env = "AUXOT_MAX_TOOL_BODY_BYTES")]
     pub max_tool_body_bytes: usize,
 
