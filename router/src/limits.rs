@@ -118,6 +118,14 @@ impl ImageCount {
     }
 }
 
+/// A JSON request body as `T`: refused past [`MAX_JSON_DEPTH`] before parsing, then a 400
+/// naming what the parser found wrong.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    check_json_depth(body)?;
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+}
+
 /// Refuses a JSON body nested deeper than [`MAX_JSON_DEPTH`]. A byte scan: brackets inside
 /// strings do not count, and a malformed body passes (the parser reports it properly).
 pub fn check_json_depth(body: &[u8]) -> Result<(), ApiError> {

@@ -9,15 +9,19 @@
 
 use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
-/// Ports handed out lie in `[low, high)`, below the ephemeral range.
+/// Ports handed out lie in `[low, high)`, below the ephemeral range (read once).
 fn range() -> (u32, u32) {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
-        .filter(|low| *low > 2048)
-        .unwrap_or(32768);
-    (ephemeral_low / 2, ephemeral_low)
+    static RANGE: OnceLock<(u32, u32)> = OnceLock::new();
+    *RANGE.get_or_init(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+            .filter(|low| *low > 2048)
+            .unwrap_or(32768);
+        (ephemeral_low / 2, ephemeral_low)
+    })
 }
 
 /// A port on loopback nobody in this process was given before, free for TCP and UDP.

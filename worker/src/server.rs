@@ -164,6 +164,23 @@ async fn reply_error(send: &mut SendStream, error: RemoteError) {
     let _ = send.finish();
 }
 
+/// Sends the single reply of an operation that has one and counts it under `op`; its outcome.
+async fn reply_once(
+    state: &WorkerState,
+    send: &mut SendStream,
+    op: &'static str,
+    reply: &WireReply,
+) -> &'static str {
+    let outcome = match reply {
+        WireReply::Error(error) => error.kind.as_str(),
+        _ => "ok",
+    };
+    state.metrics.request_finished(op, outcome);
+    let _ = write_frame(send, reply).await;
+    let _ = send.finish();
+    outcome
+}
+
 /// The operation's name in logs and metrics.
 fn op_name(request: &WireRequest) -> &'static str {
     match request {
@@ -249,14 +266,8 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
                 }
                 Err(error) => WireReply::Error(error),
             };
-            let outcome = match &reply {
-                WireReply::Error(error) => error.kind.as_str(),
-                _ => "ok",
-            };
-            state.metrics.request_finished("embed", outcome);
+            let outcome = reply_once(&state, &mut send, "embed", &reply).await;
             debug!(op = "embed", outcome, "embedded");
-            let _ = write_frame(&mut send, &reply).await;
-            let _ = send.finish();
         }
         WireRequest::CountTokens(request) => {
             let reply = match chat_engine_for(&state, &request.model) {
@@ -266,14 +277,8 @@ async fn serve_request(state: Arc<WorkerState>, request: WireRequest, mut send: 
                 },
                 Err(error) => WireReply::Error(error),
             };
-            let outcome = match &reply {
-                WireReply::Error(error) => error.kind.as_str(),
-                _ => "ok",
-            };
-            state.metrics.request_finished("count_tokens", outcome);
+            let outcome = reply_once(&state, &mut send, "count_tokens", &reply).await;
             debug!(op = "count_tokens", outcome, "counted tokens");
-            let _ = write_frame(&mut send, &reply).await;
-            let _ = send.finish();
         }
         WireRequest::ExecuteTool(call) => match &state.tools {
             Some(tools) => {

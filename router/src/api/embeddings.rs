@@ -30,7 +30,6 @@ async fn answer(
     body: &[u8],
     record: &mut RequestRecord,
 ) -> Result<Response, ApiError> {
-    crate::limits::check_json_depth(body)?;
     let mut parsed = embeddings::parse(body)?;
     parsed.request.request_id = Some(record.id().to_string());
     record.asked_for(&parsed.request.model, false);

@@ -37,9 +37,7 @@ struct ExecuteBody {
 
 /// The tool name and input of an execute body.
 fn parse_execute(body: &[u8]) -> Result<(String, Value), ApiError> {
-    crate::limits::check_json_depth(body)?;
-    let parsed: ExecuteBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let parsed: ExecuteBody = crate::limits::parse_body(body)?;
     let name = parsed
         .tool
         .filter(|s| !s.is_empty())

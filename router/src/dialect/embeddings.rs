@@ -42,8 +42,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 /// Parses and validates a body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
-    let input: EmbeddingsRequest =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let input: EmbeddingsRequest = crate::limits::parse_body(body)?;
     if input.model.trim().is_empty() {
         return Err(invalid(
             "model: must not be empty (use \"auto\" for any embedding model)",

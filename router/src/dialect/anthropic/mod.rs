@@ -44,9 +44,7 @@ impl StreamRenderer for Renderer {
 /// Parses and translates a Messages body; `need_max_tokens` is false for count_tokens, which
 /// takes the same body without it.
 pub fn parse(body: &[u8], need_max_tokens: bool) -> Result<request::Translated, ApiError> {
-    crate::limits::check_json_depth(body)?;
-    let parsed: request::MessagesRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let parsed: request::MessagesRequest = crate::limits::parse_body(body)?;
     request::translate(parsed, need_max_tokens)
 }
 

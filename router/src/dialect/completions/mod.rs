@@ -48,9 +48,7 @@ impl Dialect for Completions {
     type Renderer = Renderer;
 
     fn parse_chat(body: &[u8], _context: &DialectContext) -> Result<ChatCall<Options>, ApiError> {
-        crate::limits::check_json_depth(body)?;
-        let parsed: request::CompletionRequest = serde_json::from_slice(body)
-            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+        let parsed: request::CompletionRequest = crate::limits::parse_body(body)?;
         let translated = request::translate(parsed)?;
         Ok(ChatCall {
             request: translated.request,

@@ -44,9 +44,7 @@ pub fn parse(
     key: &state::StateKey,
     streamed: &state::StreamedResponses,
 ) -> Result<request::Translated, ApiError> {
-    crate::limits::check_json_depth(body)?;
-    let parsed: request::ResponsesRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let parsed: request::ResponsesRequest = crate::limits::parse_body(body)?;
     let previous = match &parsed.previous_response_id {
         None => None,
         Some(id) if state::is_stream_id(id) => {
